@@ -1,0 +1,93 @@
+# Makefile: the whole build. `make`, `make test`, `make CROSS=aarch64-linux-gnu-`.
+# Every file is built for the baseline of its architecture; only kernels/<isa>/ files get ISA
+# flags, and the dispatch table picks them at run time, so one binary runs on every CPU.
+
+CROSS ?=
+CC := $(CROSS)gcc
+AR := $(CROSS)ar
+ARCH := $(shell $(CC) -dumpmachine | cut -d- -f1)
+O ?= $(if $(CROSS),build-$(ARCH),build)
+RUN ?= $(if $(CROSS),qemu-$(ARCH) -L /usr/$(CROSS:%-=%),)
+
+OPT ?= -O2
+WERROR ?=
+CFLAGS ?=
+override CFLAGS += -std=c11 $(OPT) -g -Wall -Wextra -Wshadow -Wstrict-prototypes -Wvla \
+    -fno-strict-aliasing -D_GNU_SOURCE -Iinclude -Isrc -Isrc/image -Ikernels -Iweights-tool $(WERROR)
+LDFLAGS ?=
+ifeq ($(STATIC),1)
+LDFLAGS += -static
+endif
+LDLIBS := -lm -lpthread
+
+# The library: runtime core, image decoders, kernels.
+LIB_SRC := $(filter-out src/vlm-run.c,$(wildcard src/*.c)) $(wildcard src/image/*.c) \
+    $(wildcard kernels/*.c kernels/ref/*.c)
+ifeq ($(ARCH),x86_64)
+LIB_SRC += $(wildcard kernels/avx2/*.c kernels/avx512/*.c)
+endif
+ifeq ($(ARCH),aarch64)
+LIB_SRC += $(wildcard kernels/neon/*.c)
+endif
+TOOL_SRC := $(filter-out weights-tool/main.c,$(wildcard weights-tool/*.c))
+TEST_SUPPORT_SRC := $(filter-out tests/test_% tests/fuzz_%,$(wildcard tests/*.c))
+TEST_SRC := $(wildcard tests/test_*.c)
+BENCH_SRC := $(wildcard bench/*.c)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+
+obj = $(patsubst %.c,$(O)/obj/%.o,$(1))
+LIB := $(O)/libvlm.a
+TOOL_OBJ := $(call obj,$(TOOL_SRC))
+TEST_SUPPORT_OBJ := $(call obj,$(TEST_SUPPORT_SRC))
+TESTS := $(patsubst tests/%.c,$(O)/tests/%,$(TEST_SRC))
+BENCHES := $(patsubst bench/%.c,$(O)/%,$(BENCH_SRC))
+FUZZ_REPLAY := $(patsubst tests/fuzz/%.c,$(O)/fuzz/%,$(FUZZ_SRC))
+
+all: $(O)/vlm-run $(O)/weights-tool $(LIB) $(BENCHES) $(TESTS) $(FUZZ_REPLAY)
+
+# Per-ISA flags (pattern-specific, as each ISA file needs).
+$(O)/obj/kernels/avx2/%.o: override CFLAGS += -mavx2 -mfma -mf16c
+$(O)/obj/kernels/avx512/%.o: override CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c
+$(O)/obj/kernels/neon/%_dot.o: override CFLAGS += -march=armv8.2-a+dotprod
+$(O)/obj/kernels/neon/%_fp16.o: override CFLAGS += -march=armv8.2-a+fp16
+$(O)/obj/kernels/neon/%_i8mm.o: override CFLAGS += -march=armv8.2-a+dotprod+i8mm
+
+$(O)/obj/%.o: %.c $(wildcard src/*.h src/image/*.h kernels/*.h include/*.h weights-tool/*.h tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(call obj,$(LIB_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(O)/vlm-run: $(call obj,src/vlm-run.c) $(LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(O)/weights-tool: $(call obj,weights-tool/main.c) $(TOOL_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(O)/tests/%: $(O)/obj/tests/%.o $(TEST_SUPPORT_OBJ) $(TOOL_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# Fuzz targets (LLVMFuzzerTestOneInput) built with a plain replay driver that feeds them files
+# or directories of files; `make fuzz` builds the same sources with clang's libFuzzer.
+$(O)/fuzz/fuzz_%: $(O)/obj/tests/fuzz/fuzz_%.o $(O)/obj/tests/fuzz/driver.o $(TOOL_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(O)/%: $(O)/obj/bench/%.o $(TOOL_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# Tests run from the repository root; RUN prefixes them (qemu-aarch64 for cross builds).
+test: all
+	@fail=0; for t in $(TESTS); do \
+	  echo "== $$t"; $(RUN) $$t || { echo "FAILED: $$t"; fail=1; }; \
+	done; exit $$fail
+
+clean:
+	rm -rf build build-*
+
+.PHONY: all test clean
+.SECONDARY:
