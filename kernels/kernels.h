@@ -1,0 +1,116 @@
+/* kernels.h: every numeric operation the models use, as one table of function pointers.
+ * kernels_ref (kernels/ref/) is the specification: plain C, one obvious loop per op. ISA files
+ * (kernels/avx2/, kernels/neon/, ...) may replace slots when the CPU has the feature; they
+ * must agree with the reference within the tolerances of kernels/tolerance.h.
+ * Contract shared by all kernels: no allocation, no threads, no globals; a kernel computes an
+ * output range [n0, n1) (or [r0, r1)) so callers can split work; arrays are row-major with
+ * explicit leading dimensions (in elements, or in blocks for q8/q4 activations). */
+#ifndef VLM_KERNELS_H
+#define VLM_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Weight/tensor element types; the numbers are the type codes of the weight file. */
+enum { WT_F32 = 0, WT_F16 = 1, WT_Q8 = 2, WT_Q4 = 3, WT_I32 = 4, WT_U8 = 5, WT_COUNT = 6 };
+
+#define QK 32 /* elements per q8/q4 block */
+
+/* Bit-compatible with ggml's block_q8_0: value = d * qs[j]. */
+typedef struct blk_q8 {
+    uint16_t d;     /* f16 scale */
+    int8_t qs[QK];  /* (32) */
+} blk_q8;
+
+/* Bit-compatible with ggml's block_q4_0: value = d * (nibble - 8); the low nibble of qs[j]
+ * is element j and the high nibble is element j + 16. */
+typedef struct blk_q4 {
+    uint16_t d;        /* f16 scale */
+    uint8_t qs[QK / 2]; /* (16) */
+} blk_q4;
+
+_Static_assert(sizeof(blk_q8) == 34, "blk_q8 must be 34 bytes (ggml block_q8_0)");
+_Static_assert(sizeof(blk_q4) == 18, "blk_q4 must be 18 bytes (ggml block_q4_0)");
+
+typedef struct kernel_table {
+    const char *level; /* "ref", "avx2", "avx512", "neon", "dot", ... */
+
+    /* C[0:m, n0:n1] = A[0:m, 0:k] . W[n0:n1, 0:k]^T (+ bias[n0:n1] when bias != NULL).
+     * W is row-major (n, k), as nn.Linear stores it. f32/f16: A is f32 with row stride lda.
+     * q8/q4: A is q8 blocks (quantized with quant_q8) with lda blocks per row, k % 32 == 0;
+     * each block's integer dot product is exact (int32) and the f32 sum runs over blocks in
+     * order. Writes only C[0:m, n0:n1] (row stride ldc). */
+    void (*gemm_f32)(int m, int n0, int n1, int k, const float *a, size_t lda, const float *w,
+                     const float *bias, float *c, size_t ldc);
+    void (*gemm_f16)(int m, int n0, int n1, int k, const float *a, size_t lda, const uint16_t *w,
+                     const float *bias, float *c, size_t ldc);
+    void (*gemm_q8)(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q8 *w,
+                    const float *bias, float *c, size_t ldc);
+    void (*gemm_q4)(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q4 *w,
+                    const float *bias, float *c, size_t ldc);
+
+    /* x[0:n] -> n/32 q8 blocks (n % 32 == 0): d = max|x| / 127, q = round(x / d). */
+    void (*quant_q8)(int n, const float *x, blk_q8 *y);
+    /* One weight row of any matrix type (WT_F32..WT_Q4) -> f32 y[0:n] (embedding lookup). */
+    void (*dequant_row)(int type, int n, const void *row, float *y);
+
+    /* Rows r0..r1 of x (n columns, row stride ld) normalized into y (same layout).
+     * rmsnorm: y = w * x / sqrt(mean(x^2) + eps). layernorm: y = w * (x - mean) / sqrt(var + eps) + b. */
+    void (*rmsnorm)(int r0, int r1, int n, const float *x, size_t ld, const float *w, float eps,
+                    float *y);
+    void (*layernorm)(int r0, int r1, int n, const float *x, size_t ld, const float *w,
+                      const float *b, float eps, float *y);
+
+    /* Elementwise, in place on x[i0:i1]. */
+    void (*gelu_erf)(size_t i0, size_t i1, float *x);   /* x/2 (1 + erf(x/sqrt 2)) */
+    void (*quick_gelu)(size_t i0, size_t i1, float *x); /* x sigmoid(1.702 x) */
+    void (*hardswish)(size_t i0, size_t i1, float *x);  /* x relu6(x + 3) / 6 */
+    void (*hardsigmoid)(size_t i0, size_t i1, float *x); /* relu6(x + 3) / 6 */
+    void (*relu)(size_t i0, size_t i1, float *x);
+    /* gate[i] = silu(gate[i]) * up[i] for i in [i0, i1). */
+    void (*silu_mul)(size_t i0, size_t i1, float *gate, const float *up);
+    /* y[i] += x[i]. */
+    void (*add)(size_t i0, size_t i1, float *y, const float *x);
+
+    /* Rotary embedding (rotate_half layout) of heads h0..h1 of one token:
+     * x (n_heads, head_dim); pairs (i, i + head_dim/2) rotated by angle pos * inv_freq[i]. */
+    void (*rope)(int h0, int h1, int head_dim, float *x, int pos, const float *inv_freq);
+
+    /* Scaled dot-product attention for heads h0..h1 and query rows 0..nq:
+     * out[t, h*d:(h+1)*d] = softmax_j(q[t,h] . k[j,g] * scale) v[j,g], g = h / (n_heads / n_kv_heads),
+     * over keys j < n_keys, or with causal >= 0 only keys j <= causal + t (query t sits at
+     * absolute position causal + t). q: (nq, n_heads*d) stride ldq; k, v: (n_keys, n_kv_heads*d)
+     * stride ldkv; out: (nq, n_heads*d) stride ldo. head_dim <= 256. */
+    void (*attention)(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
+                      int n_keys, int causal, float scale, const float *q, size_t ldq,
+                      const float *k, const float *v, size_t ldkv, float *out, size_t ldo);
+
+    /* Patch extraction for a conv with kernel = stride = p, no padding, as a matrix product:
+     * img (3, h, w) -> cols[(r*g + c), ch*p*p + u*p + v] = img[ch, r*p + u, c*p + v] for patch
+     * rows r0..r1 of the g x g grid (g = w / p, only h/p x w/p patches are read). */
+    void (*im2col_patch)(int r0, int r1, int h, int w, int p, const float *img, float *cols);
+
+    /* Depthwise 3x3 convolution, zero padding 1, channels-last: in (h, w, c), weights (c, 9)
+     * in (row, col) order, out (ho, wo, c) with ho = (h - 1) / stride + 1; channels c0..c1. */
+    void (*dwconv3x3)(int c0, int c1, int h, int w, int c, int stride, const float *in,
+                      const float *wt, const float *bias, float *out);
+    /* Adaptive average pooling (PyTorch AdaptiveAvgPool2d bins) of (h, w, c) to (oh, ow, c)
+     * for output rows oy0..oy1. */
+    void (*avgpool)(int oy0, int oy1, int h, int w, int c, int oh, int ow, const float *in,
+                    float *out);
+} kernel_table;
+
+extern const kernel_table kernels_ref;
+
+/* The table in use: kernels_ref with every slot the CPU can do faster replaced.
+ * force: NULL, or a level name ("ref", "avx2", ...) that caps the selection (from $VLM_ISA).
+ * Thread-safe after the first call returns; call once at start-up. */
+const kernel_table *kernels_init(const char *force);
+/* The levels this binary has and this CPU supports, lowest first, e.g. "ref avx2". */
+const char *kernels_available(void);
+
+/* Offline quantizers (the converter) and exact references used by tests. */
+void quant_row_q4(int n, const float *x, blk_q4 *y);
+void quant_row_q8(int n, const float *x, blk_q8 *y);
+
+#endif
