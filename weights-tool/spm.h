@@ -21,6 +21,12 @@ typedef struct spm_model {
     int add_dummy_prefix;          /* NormalizerSpec.add_dummy_prefix (default true) */
     int remove_extra_whitespaces;  /* NormalizerSpec (default true) */
     int unk_id, bos_id, eos_id, pad_id; /* TrainerSpec (defaults 0, 1, 2, -1) */
+    /* Added for converters that must refuse what the tokenizer cannot reproduce: */
+    int escape_whitespaces;          /* NormalizerSpec (default true) */
+    int treat_whitespace_as_suffix;  /* TrainerSpec (default false) */
+    size_t charsmap_len;             /* NormalizerSpec.precompiled_charsmap bytes; 0 = identity */
+    char normalizer_name[64];        /* NormalizerSpec.name (truncated), "" when absent */
+    int has_denormalizer;            /* ModelProto.denormalizer_spec present */
 } spm_model;
 
 int spm_parse(const uint8_t *buf, size_t len, const char *name, spm_model *out, vlm_error *e);
