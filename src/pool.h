@@ -1,0 +1,24 @@
+/* pool.h: a persistent pthread pool. pool_for splits [0, n) into contiguous ranges handed out
+ * through an atomic counter; the caller's thread works too. Which thread computes a range never
+ * changes the arithmetic (kernels compute each output element from its inputs alone), so
+ * results are bit-identical for any thread count. */
+#ifndef VLM_POOL_H
+#define VLM_POOL_H
+
+#include <stddef.h>
+
+typedef struct pool pool;
+
+/* fn computes items [i0, i1) of the job described by ctx. */
+typedef void (*pool_fn)(void *ctx, size_t i0, size_t i1);
+
+/* n_threads >= 1 (including the caller). Returns NULL if threads cannot be created. */
+pool *pool_create(int n_threads);
+void pool_destroy(pool *p);
+int pool_threads(const pool *p);
+
+/* Runs fn over [0, n) in ranges of `grain` items (the last may be shorter) and returns when
+ * all are done. p may be NULL (runs on the caller). Not reentrant. */
+void pool_for(pool *p, size_t n, size_t grain, pool_fn fn, void *ctx);
+
+#endif
