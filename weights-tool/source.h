@@ -43,6 +43,11 @@ const src_tensor *src_find(const src_set *s, const char *name);
 /* Number of elements (product of the shape; 1 for a scalar). */
 size_t src_numel(const src_tensor *t);
 
+/* Bytes per element of a dtype (1..8). */
+size_t src_dtype_size(src_dtype d);
+/* The dtype as safetensors spells it: "F32", "BF16", ... ("?" if out of range). */
+const char *src_dtype_name(src_dtype d);
+
 /* Copies the tensor as row-major float32 into out (src_numel(t) floats), following strides
  * and converting f16/bf16/f64/integers. Returns 0 or a VLM_E* code. */
 int src_read_f32(const src_tensor *t, float *out, vlm_error *e);
