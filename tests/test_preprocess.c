@@ -185,24 +185,39 @@ static void test_pillow_cases(void)
     npy_free(&cases);
 }
 
-/* Rescale and normalize on a hand-checked pixel: a 1x1 image of (0, 128, 255) keeps its bytes
- * through a 1 -> 1 resize, so the outputs are exactly float32 formulas of those bytes. */
+/* Rescale and normalize: a 1x1 image keeps its bytes through a 1 -> 1 resize, so every output
+ * is a float32 formula of one byte; all 256 values are checked against numpy's order
+ * (u8 * (1/255) in float64, cast, then float32 (x - mean) / std). */
 static void test_rescale_normalize(void)
 {
-    const uint8_t px[3] = {0, 128, 255};
-    float out[3];
-    uint8_t resized[3];
     vlm_error e = {0};
-    int rc = clip_preprocess(px, 1, 1, 1, clip_pad, clip_mean, clip_std, out, resized, &e);
-    TH_CHECK(rc == 0 && memcmp(resized, px, 3) == 0, "1x1: %s", e.msg);
-    for (int c = 0; c < 3; c++) {
-        float x = (float)(px[c] * (1.0 / 255.0));
-        float want = (x - clip_mean[c]) / clip_std[c];
-        TH_CHECK(out[c] == want, "channel %d: %.9g vs %.9g", c, out[c], want);
+    int bad = 0;
+    for (int v = 0; v < 256; v++) {
+        const uint8_t px[3] = {(uint8_t)v, (uint8_t)(255 - v), (uint8_t)(v ^ 0x55)};
+        float out[3];
+        uint8_t resized[3];
+        int rc = clip_preprocess(px, 1, 1, 1, clip_pad, clip_mean, clip_std, out, resized, &e);
+        bad += rc != 0 || memcmp(resized, px, 3) != 0;
+        for (int c = 0; c < 3; c++) {
+            float x = (float)(px[c] * (1.0 / 255.0));
+            float want = (x - clip_mean[c]) / clip_std[c];
+            bad += memcmp(&out[c], &want, sizeof want) != 0;
+        }
     }
-    /* 128/255 in float64 then float32 differs from 128.0f/255.0f: the cast order matters. */
-    TH_CHECK((float)(128 * (1.0 / 255.0)) == 0.501960814f, "rescale constant");
-    TH_CHECK(fabsf(out[0] - (-0.48145466f / 0.26862954f)) < 1e-6f, "channel 0 value %g", out[0]);
+    TH_CHECK(bad == 0, "%d of 768 rescaled/normalized values differ", bad);
+    /* Independent values: 254/255 rounds to 0.996078432f (multiplying in float32 by
+     * float32(1/255) would give 0.996078491f, one ulp off). */
+    const uint8_t px[3] = {254, 0, 255};
+    float out[3];
+    TH_CHECK(clip_preprocess(px, 1, 1, 1, clip_pad, clip_mean, clip_std, out, NULL, &e) == 0,
+             "%s", e.msg);
+    float r = (0.996078432f - 0.48145466f) / 0.26862954f;
+    float g = (0.0f - 0.4578275f) / 0.26130258f;
+    float b = (1.0f - 0.40821073f) / 0.27577711f;
+    TH_CHECK(out[0] == r && out[1] == g && out[2] == b, "1x1: %.9g %.9g %.9g vs %.9g %.9g %.9g",
+             out[0], out[1], out[2], r, g, b);
+    TH_CHECK(fabsf(out[1] - -1.75209713f) < 1e-6f && fabsf(out[2] - 2.14589699f) < 1e-6f,
+             "normalized extremes %.9g %.9g", out[1], out[2]);
 }
 
 static void test_arguments(void)
