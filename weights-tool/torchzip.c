@@ -938,11 +938,11 @@ static int push_tensor(src_set *s, const char *file, const pk_obj *key, const pk
 int src_load_torchzip(src_set *s, const uint8_t *data, size_t size, const char *file, vlm_error *e)
 {
     zip_archive z = {NULL, 0};
+    pk_machine m;
+    memset(&m, 0, sizeof m);
     int rc = zip_open(data, size, file, &z, e);
-    if (rc) {
-        free(z.members);
-        return rc;
-    }
+    if (rc)
+        goto out;
     /* data.pkl sits in one top-level folder whose name torch takes from the file name. */
     const zip_member *pkl = NULL;
     for (size_t i = 0; i < z.count; i++) {
@@ -950,35 +950,33 @@ int src_load_torchzip(src_set *s, const uint8_t *data, size_t size, const char *
         const char *slash = memchr(zm->name, '/', zm->name_len);
         if (slash && zm->name_len - (size_t)(slash - zm->name) == 9 && memcmp(slash, "/data.pkl", 9) == 0) {
             if (pkl) {
-                free(z.members);
-                return vlm_fail(e, VLM_EFORMAT, "%s: more than one data.pkl in the archive", file);
+                rc = vlm_fail(e, VLM_EFORMAT, "%s: more than one data.pkl in the archive", file);
+                goto out;
             }
             pkl = zm;
         }
     }
     if (!pkl) {
-        free(z.members);
-        return vlm_fail(e, VLM_EFORMAT, "%s: no <folder>/data.pkl member (not a torch.save archive)", file);
+        rc = vlm_fail(e, VLM_EFORMAT, "%s: no <folder>/data.pkl member (not a torch.save archive)", file);
+        goto out;
     }
     size_t prefix_len = pkl->name_len - 8; /* keeps the '/' */
-    char member[ZIP_MAX_NAME + 16];
     if (prefix_len > ZIP_MAX_NAME) {
-        free(z.members);
-        return vlm_fail(e, VLM_EFORMAT, "%s: archive folder name longer than %d bytes", file, ZIP_MAX_NAME);
+        rc = vlm_fail(e, VLM_EFORMAT, "%s: archive folder name longer than %d bytes", file, ZIP_MAX_NAME);
+        goto out;
     }
+    char member[ZIP_MAX_NAME + 16];
     int mlen = snprintf(member, sizeof member, "%.*sbyteorder", (int)prefix_len, pkl->name);
     const zip_member *bo = zip_find(&z, member, (size_t)mlen);
     if (bo && !(bo->size == 6 && memcmp(bo->data, "little", 6) == 0)) {
-        free(z.members);
-        return vlm_fail(e, VLM_EUNSUPPORTED, "%s: byteorder is '%.*s', only 'little' is supported", file,
-                        (int)(bo->size < 16 ? bo->size : 16), (const char *)bo->data);
+        rc = vlm_fail(e, VLM_EUNSUPPORTED, "%s: byteorder is '%.*s', only 'little' is supported", file,
+                      (int)(bo->size < 16 ? bo->size : 16), (const char *)bo->data);
+        goto out;
     }
     if (pkl->size > SRC_MAX_PICKLE) {
-        free(z.members);
-        return vlm_fail(e, VLM_ERANGE, "%s: data.pkl is %zu bytes (limit %u)", file, pkl->size, SRC_MAX_PICKLE);
+        rc = vlm_fail(e, VLM_ERANGE, "%s: data.pkl is %zu bytes (limit %u)", file, pkl->size, SRC_MAX_PICKLE);
+        goto out;
     }
-    pk_machine m;
-    memset(&m, 0, sizeof m);
     m.p = pkl->data;
     m.size = pkl->size;
     m.file = file;
@@ -1002,6 +1000,7 @@ int src_load_torchzip(src_set *s, const uint8_t *data, size_t size, const char *
         else
             rc = push_tensor(s, file, key, val, e);
     }
+out:
     pk_free(&m);
     free(z.members);
     return rc;
