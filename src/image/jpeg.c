@@ -1,0 +1,1324 @@
+/* jpeg.c: the JPEG decoder (ITU T.81): baseline, extended 8-bit and progressive Huffman
+ * coding, any legal sampling factors, restart intervals with libjpeg-style resynchronisation,
+ * Adobe RGB/YCbCr/CMYK/YCCK. Output reproduces Pillow 9.4 on libjpeg-turbo 2.1.5 defaults:
+ * accurate integer IDCT, fancy (triangle) chroma upsampling, fixed-point YCbCr->RGB.
+ * Untrusted input: every size is checked before allocating, every read is bounds-checked and
+ * every loop is bounded by the input size or by the checked image size. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "decoders.h"
+#include "util.h"
+
+enum {
+    JPEG_MAX_COMPONENTS = 4,
+    JPEG_MAX_BLOCKS_IN_MCU = 10, /* T.81 B.2.3 and libjpeg's D_MAX_BLOCKS_IN_MCU */
+    JPEG_MAX_SCANS = 1000,       /* no real file has more; bounds the work on hostile input */
+    JPEG_FAST_BITS = 9,          /* Huffman lookahead table index width */
+};
+
+/* Position of the k-th zigzag coefficient in natural (row-major) order. The 16 extra entries
+ * absorb run lengths that overshoot the block on corrupt data, as libjpeg does. */
+static const uint8_t zigzag_to_natural[80] = {
+    0,  1,  8,  16, 9,  2,  3,  10, 17, 24, 32, 25, 18, 11, 4,  5,  12, 19, 26, 33,
+    40, 48, 41, 34, 27, 20, 13, 6,  7,  14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36,
+    29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54,
+    47, 55, 62, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63, 63};
+
+/* Standard Huffman tables of T.81 Annex K.3 (Tables K.3-K.6), used when a scan refers to
+ * table 0 or 1 that the file never defined (Motion-JPEG frames omit DHT). */
+static const uint8_t std_dc_luma_bits[16] = {0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0};
+static const uint8_t std_dc_chroma_bits[16] = {0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0};
+static const uint8_t std_dc_vals[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+static const uint8_t std_ac_luma_bits[16] = {0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 0x7d};
+static const uint8_t std_ac_luma_vals[162] = {
+    0x01, 0x02, 0x03, 0x00, 0x04, 0x11, 0x05, 0x12, 0x21, 0x31, 0x41, 0x06, 0x13, 0x51, 0x61,
+    0x07, 0x22, 0x71, 0x14, 0x32, 0x81, 0x91, 0xa1, 0x08, 0x23, 0x42, 0xb1, 0xc1, 0x15, 0x52,
+    0xd1, 0xf0, 0x24, 0x33, 0x62, 0x72, 0x82, 0x09, 0x0a, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x25,
+    0x26, 0x27, 0x28, 0x29, 0x2a, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x43, 0x44, 0x45,
+    0x46, 0x47, 0x48, 0x49, 0x4a, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5a, 0x63, 0x64,
+    0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7a, 0x83,
+    0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99,
+    0x9a, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6,
+    0xb7, 0xb8, 0xb9, 0xba, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7, 0xc8, 0xc9, 0xca, 0xd2, 0xd3,
+    0xd4, 0xd5, 0xd6, 0xd7, 0xd8, 0xd9, 0xda, 0xe1, 0xe2, 0xe3, 0xe4, 0xe5, 0xe6, 0xe7, 0xe8,
+    0xe9, 0xea, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8, 0xf9, 0xfa};
+static const uint8_t std_ac_chroma_bits[16] = {0, 2, 1, 2, 4, 4, 3, 4, 7, 5, 4, 4, 0, 1, 2, 0x77};
+static const uint8_t std_ac_chroma_vals[162] = {
+    0x00, 0x01, 0x02, 0x03, 0x11, 0x04, 0x05, 0x21, 0x31, 0x06, 0x12, 0x41, 0x51, 0x07, 0x61,
+    0x71, 0x13, 0x22, 0x32, 0x81, 0x08, 0x14, 0x42, 0x91, 0xa1, 0xb1, 0xc1, 0x09, 0x23, 0x33,
+    0x52, 0xf0, 0x15, 0x62, 0x72, 0xd1, 0x0a, 0x16, 0x24, 0x34, 0xe1, 0x25, 0xf1, 0x17, 0x18,
+    0x19, 0x1a, 0x26, 0x27, 0x28, 0x29, 0x2a, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x43, 0x44,
+    0x45, 0x46, 0x47, 0x48, 0x49, 0x4a, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5a, 0x63,
+    0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7a,
+    0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97,
+    0x98, 0x99, 0x9a, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xb2, 0xb3, 0xb4,
+    0xb5, 0xb6, 0xb7, 0xb8, 0xb9, 0xba, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7, 0xc8, 0xc9, 0xca,
+    0xd2, 0xd3, 0xd4, 0xd5, 0xd6, 0xd7, 0xd8, 0xd9, 0xda, 0xe2, 0xe3, 0xe4, 0xe5, 0xe6, 0xe7,
+    0xe8, 0xe9, 0xea, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8, 0xf9, 0xfa};
+
+typedef struct huff_table {
+    uint16_t fast[1 << JPEG_FAST_BITS]; /* (1<<9): (length << 8) | symbol for codes of length
+                                           <= 9 indexed by the next 9 bits; 0 = longer code */
+    int32_t maxcode[17];                /* (17): largest code of each length, -1 if none */
+    int32_t valoffset[17];              /* (17): symbol index = code + valoffset[length] */
+    uint8_t vals[256];                  /* (256): symbols in code order, zero-filled */
+    int nsym;
+    int max_symbol;
+    int defined;
+} huff_table;
+
+/* Reads the entropy-coded segment with byte unstuffing. Once a marker (or the end of the
+ * buffer) is reached, zero bits are supplied, as libjpeg does; `pad` counts them so that
+ * running into them can be detected (bits < pad). */
+typedef struct bitreader {
+    const uint8_t *p;   /* next unread byte */
+    const uint8_t *end; /* end of the file buffer */
+    uint64_t acc;       /* the valid bits are the top `bits` bits */
+    int bits;
+    int pad;
+    int at_marker; /* p points at a marker's 0xFF, or at the end of the buffer */
+} bitreader;
+
+typedef struct jpeg_component {
+    int id, h, v, tq;
+    int ds_w, ds_h;     /* size of the component's sample grid (ceil(W*h/hmax), ...) */
+    int bw, bh;         /* blocks covering ds_w x ds_h: the non-interleaved scan order */
+    int pbw, pbh;       /* blocks covering the padded MCU grid (mcux*h, mcuy*v) */
+    int hr, vr;         /* upsampling ratios hmax/h, vmax/v */
+    int16_t q[64];      /* (64) latched quantizer, natural order, as libjpeg's 16-bit table */
+    int q_latched;
+    uint8_t *plane;     /* (pbh*8, pbw*8) decoded samples */
+    size_t stride;      /* pbw*8 */
+    int16_t *coefs;     /* (pbh, pbw, 64) coefficients in natural order (buffered mode only) */
+    int dc_tab, ac_tab; /* tables of the current scan */
+    int dc_pred;
+} jpeg_component;
+
+enum { CS_GRAY, CS_YCC, CS_RGB, CS_CMYK, CS_YCCK };
+
+typedef struct jpeg_dec {
+    const uint8_t *buf; /* (len) the whole file */
+    size_t len;
+    const char *name;
+    vlm_error *e;
+    uint64_t max_pixels;
+    size_t max_bytes;
+
+    uint16_t qt[4][64]; /* (4, 64) quantization tables, natural order */
+    int qt_defined[4];
+    huff_table dc[4], ac[4];
+    int restart_interval;
+    int jfif, adobe, adobe_transform;
+    int orientation;
+
+    int frame_seen, progressive;
+    int width, height, ncomp, hmax, vmax, mcux, mcuy;
+    int color_space;
+    jpeg_component comp[JPEG_MAX_COMPONENTS];
+    int buffered;          /* coefficients kept for the whole image (progressive/multi-scan) */
+    int scans;
+    uint64_t block_budget; /* block visits left across all scans (bounds hostile inputs) */
+    int any_insufficient;  /* some entropy-coded data was missing */
+    int stream_done;       /* the single-scan (streamed) frame has been fully decoded */
+    int rows_emitted;
+
+    uint8_t *rgb;     /* (height, width, 3) output */
+    uint8_t *rowtmp;  /* (ncomp, width + 64) upsampled rows */
+    size_t rowtmp_stride;
+} jpeg_dec;
+
+typedef struct jpeg_scan {
+    int ns;
+    jpeg_component *c[JPEG_MAX_COMPONENTS]; /* (ns) components in scan order */
+    int ss, se, ah, al;
+} jpeg_scan;
+
+/* ---------------------------------------------------------------- Huffman tables */
+
+/* Builds the canonical code of T.81 Annex C from the 16 length counts and the symbols.
+ * Refuses tables that overflow the code space, as libjpeg does. Returns 0 or -1. */
+static int huff_build(huff_table *t, const uint8_t counts[16], const uint8_t *vals, int nsym)
+{
+    memset(t, 0, sizeof *t);
+    memcpy(t->vals, vals, (size_t)nsym);
+    t->nsym = nsym;
+    int maxlen = 0;
+    for (int l = 1; l <= 16; l++)
+        if (counts[l - 1])
+            maxlen = l;
+    int32_t code = 0;
+    int k = 0;
+    for (int l = 1; l <= 16; l++) {
+        int n = counts[l - 1];
+        t->valoffset[l] = k - code;
+        t->maxcode[l] = n ? code + n - 1 : -1;
+        for (int i = 0; i < n; i++, code++, k++) {
+            if (l <= JPEG_FAST_BITS && code < (1 << l)) {
+                int shift = JPEG_FAST_BITS - l;
+                for (int j = 0; j < (1 << shift); j++)
+                    t->fast[(code << shift) | j] = (uint16_t)((l << 8) | vals[k]);
+            }
+        }
+        /* The all-ones code of each length is reserved (T.81 C.2); libjpeg rejects more. */
+        if (l <= maxlen && code >= (1 << l))
+            return -1;
+        code <<= 1;
+    }
+    for (int i = 0; i < nsym; i++)
+        if (vals[i] > t->max_symbol)
+            t->max_symbol = vals[i];
+    t->defined = 1;
+    return 0;
+}
+
+static void huff_load_standard(huff_table *t, int is_dc, int index)
+{
+    if (is_dc)
+        huff_build(t, index ? std_dc_chroma_bits : std_dc_luma_bits, std_dc_vals, 12);
+    else if (index)
+        huff_build(t, std_ac_chroma_bits, std_ac_chroma_vals, 162);
+    else
+        huff_build(t, std_ac_luma_bits, std_ac_luma_vals, 162);
+}
+
+/* ---------------------------------------------------------------- bit reader */
+
+static void br_init(bitreader *br, const uint8_t *p, const uint8_t *end)
+{
+    br->p = p;
+    br->end = end;
+    br->acc = 0;
+    br->bits = 0;
+    br->pad = 0;
+    br->at_marker = p >= end;
+}
+
+/* Tops the accumulator up to at least 57 bits, unstuffing 0xFF00 and stopping at markers. */
+static void br_fill(bitreader *br)
+{
+    while (br->bits <= 56) {
+        unsigned b = 0;
+        if (!br->at_marker) {
+            if (br->p < br->end) {
+                b = *br->p;
+                if (b == 0xFF) {
+                    if (br->p + 1 < br->end && br->p[1] == 0) {
+                        br->p += 2;
+                    } else {
+                        br->at_marker = 1;
+                        b = 0;
+                    }
+                } else {
+                    br->p++;
+                }
+            } else {
+                br->at_marker = 1;
+            }
+        }
+        if (br->at_marker)
+            br->pad += 8;
+        br->acc |= (uint64_t)b << (56 - br->bits);
+        br->bits += 8;
+    }
+}
+
+/* n in 1..16; the caller has ensured bits >= n. */
+static inline uint32_t br_get(bitreader *br, int n)
+{
+    uint32_t v = (uint32_t)(br->acc >> (64 - n));
+    br->acc <<= n;
+    br->bits -= n;
+    return v;
+}
+
+/* The signed value of an n-bit magnitude category (T.81 F.2.2.1 EXTEND), n in 1..15. */
+static inline int extend_bits(uint32_t v, int n)
+{
+    return v < (1u << (n - 1)) ? (int)v - (1 << n) + 1 : (int)v;
+}
+
+static int huff_decode_slow(bitreader *br, const huff_table *t)
+{
+    for (int l = JPEG_FAST_BITS + 1; l <= 16; l++) {
+        int32_t c = (int32_t)(br->acc >> (64 - l));
+        if (c <= t->maxcode[l]) {
+            br->acc <<= l;
+            br->bits -= l;
+            return t->vals[(c + t->valoffset[l]) & 255];
+        }
+    }
+    /* Not a code: libjpeg substitutes a zero symbol; so do we, skipping the bits. */
+    br->acc <<= 16;
+    br->bits -= 16;
+    return 0;
+}
+
+/* Decodes one symbol; the caller has ensured bits >= 16. */
+static inline int huff_decode(bitreader *br, const huff_table *t)
+{
+    unsigned e = t->fast[br->acc >> (64 - JPEG_FAST_BITS)];
+    if (e) {
+        int l = (int)(e >> 8);
+        br->acc <<= l;
+        br->bits -= l;
+        return (int)(e & 255);
+    }
+    return huff_decode_slow(br, t);
+}
+
+/* ---------------------------------------------------------------- markers */
+
+/* Finds the next marker at or after *pos, skipping garbage bytes and 0xFF fill bytes as
+ * libjpeg's next_marker does. Returns the marker code with *pos at its 0xFF, or -1 with
+ * *pos = len when the buffer ends first. */
+static int find_marker(const uint8_t *buf, size_t len, size_t *pos)
+{
+    size_t p = *pos;
+    while (p + 1 < len) {
+        if (buf[p] != 0xFF) {
+            p++;
+            continue;
+        }
+        size_t q = p + 1;
+        while (q < len && buf[q] == 0xFF)
+            q++;
+        if (q >= len)
+            break;
+        if (buf[q] != 0) {
+            *pos = q - 1;
+            return buf[q];
+        }
+        p = q + 1; /* stuffed 0xFF00 outside a scan: garbage */
+    }
+    *pos = len;
+    return -1;
+}
+
+/* ---------------------------------------------------------------- IDCT */
+
+typedef int64_t jlong; /* libjpeg's JLONG is 64-bit on LP64 hosts; keep its overflow behaviour */
+
+enum { CONST_BITS = 13, PASS1_BITS = 2 };
+#define FIX_0_298631336 2446
+#define FIX_0_390180644 3196
+#define FIX_0_541196100 4433
+#define FIX_0_765366865 6270
+#define FIX_0_899976223 7373
+#define FIX_1_175875602 9633
+#define FIX_1_501321110 12299
+#define FIX_1_847759065 15137
+#define FIX_1_961570560 16069
+#define FIX_2_053119869 16819
+#define FIX_2_562915447 20995
+#define FIX_3_072711026 25172
+
+/* Rounding right shift of libjpeg's DESCALE (arithmetic shift on every supported compiler). */
+static inline jlong descale(jlong x, int n) { return (x + ((jlong)1 << (n - 1))) >> n; }
+
+/* libjpeg's post-IDCT range limit: the value is taken modulo 1024 first (RANGE_MASK), so wild
+ * values from corrupt data wrap exactly as in libjpeg, then clamped to 0..255 around 128. */
+static inline uint8_t idct_clamp(jlong v)
+{
+    int w = (int)((v + 512) & 1023) - 512 + 128;
+    return (uint8_t)(w < 0 ? 0 : w > 255 ? 255 : w);
+}
+
+/* Accurate integer inverse DCT (the LL&M algorithm with 13-bit constants and 2 extra bits of
+ * precision between passes), bit-exact with libjpeg's jpeg_idct_islow. coef: (64) natural
+ * order, q: (64) quantizer; out: 8 rows of 8 samples, stride bytes apart. */
+static void idct_islow(const int16_t *coef, const int16_t *q, uint8_t *out, size_t stride)
+{
+    int32_t ws[64]; /* (8, 8) intermediate, row-major; int as in libjpeg's workspace */
+    for (int col = 0; col < 8; col++) {
+        const int16_t *c = coef + col;
+        const int16_t *qq = q + col;
+        if (c[8] == 0 && c[16] == 0 && c[24] == 0 && c[32] == 0 && c[40] == 0 && c[48] == 0 &&
+            c[56] == 0) {
+            int32_t dc = (int32_t)((uint32_t)(c[0] * qq[0]) << PASS1_BITS);
+            for (int r = 0; r < 8; r++)
+                ws[r * 8 + col] = dc;
+            continue;
+        }
+        jlong z2 = c[16] * qq[16], z3 = c[48] * qq[48];
+        jlong z1 = (z2 + z3) * FIX_0_541196100;
+        jlong tmp2 = z1 + z3 * -FIX_1_847759065;
+        jlong tmp3 = z1 + z2 * FIX_0_765366865;
+        z2 = c[0] * qq[0];
+        z3 = c[32] * qq[32];
+        jlong tmp0 = (z2 + z3) * (1 << CONST_BITS);
+        jlong tmp1 = (z2 - z3) * (1 << CONST_BITS);
+        jlong tmp10 = tmp0 + tmp3, tmp13 = tmp0 - tmp3;
+        jlong tmp11 = tmp1 + tmp2, tmp12 = tmp1 - tmp2;
+
+        jlong o0 = c[56] * qq[56], o1 = c[40] * qq[40], o2 = c[24] * qq[24], o3 = c[8] * qq[8];
+        z1 = o0 + o3;
+        z2 = o1 + o2;
+        z3 = o0 + o2;
+        jlong z4 = o1 + o3;
+        jlong z5 = (z3 + z4) * FIX_1_175875602;
+        o0 *= FIX_0_298631336;
+        o1 *= FIX_2_053119869;
+        o2 *= FIX_3_072711026;
+        o3 *= FIX_1_501321110;
+        z1 *= -FIX_0_899976223;
+        z2 *= -FIX_2_562915447;
+        z3 = z3 * -FIX_1_961570560 + z5;
+        z4 = z4 * -FIX_0_390180644 + z5;
+        o0 += z1 + z3;
+        o1 += z2 + z4;
+        o2 += z2 + z3;
+        o3 += z1 + z4;
+
+        int sh = CONST_BITS - PASS1_BITS;
+        ws[0 * 8 + col] = (int32_t)descale(tmp10 + o3, sh);
+        ws[7 * 8 + col] = (int32_t)descale(tmp10 - o3, sh);
+        ws[1 * 8 + col] = (int32_t)descale(tmp11 + o2, sh);
+        ws[6 * 8 + col] = (int32_t)descale(tmp11 - o2, sh);
+        ws[2 * 8 + col] = (int32_t)descale(tmp12 + o1, sh);
+        ws[5 * 8 + col] = (int32_t)descale(tmp12 - o1, sh);
+        ws[3 * 8 + col] = (int32_t)descale(tmp13 + o0, sh);
+        ws[4 * 8 + col] = (int32_t)descale(tmp13 - o0, sh);
+    }
+    for (int row = 0; row < 8; row++, out += stride) {
+        const int32_t *w = ws + row * 8;
+        int sh = CONST_BITS + PASS1_BITS + 3;
+        if (w[1] == 0 && w[2] == 0 && w[3] == 0 && w[4] == 0 && w[5] == 0 && w[6] == 0 &&
+            w[7] == 0) {
+            uint8_t v = idct_clamp(descale(w[0], PASS1_BITS + 3));
+            memset(out, v, 8);
+            continue;
+        }
+        jlong z2 = w[2], z3 = w[6];
+        jlong z1 = (z2 + z3) * FIX_0_541196100;
+        jlong tmp2 = z1 + z3 * -FIX_1_847759065;
+        jlong tmp3 = z1 + z2 * FIX_0_765366865;
+        jlong tmp0 = ((jlong)w[0] + w[4]) * (1 << CONST_BITS);
+        jlong tmp1 = ((jlong)w[0] - w[4]) * (1 << CONST_BITS);
+        jlong tmp10 = tmp0 + tmp3, tmp13 = tmp0 - tmp3;
+        jlong tmp11 = tmp1 + tmp2, tmp12 = tmp1 - tmp2;
+
+        jlong o0 = w[7], o1 = w[5], o2 = w[3], o3 = w[1];
+        z1 = o0 + o3;
+        z2 = o1 + o2;
+        z3 = o0 + o2;
+        jlong z4 = o1 + o3;
+        jlong z5 = (z3 + z4) * FIX_1_175875602;
+        o0 *= FIX_0_298631336;
+        o1 *= FIX_2_053119869;
+        o2 *= FIX_3_072711026;
+        o3 *= FIX_1_501321110;
+        z1 *= -FIX_0_899976223;
+        z2 *= -FIX_2_562915447;
+        z3 = z3 * -FIX_1_961570560 + z5;
+        z4 = z4 * -FIX_0_390180644 + z5;
+        o0 += z1 + z3;
+        o1 += z2 + z4;
+        o2 += z2 + z3;
+        o3 += z1 + z4;
+
+        out[0] = idct_clamp(descale(tmp10 + o3, sh));
+        out[7] = idct_clamp(descale(tmp10 - o3, sh));
+        out[1] = idct_clamp(descale(tmp11 + o2, sh));
+        out[6] = idct_clamp(descale(tmp11 - o2, sh));
+        out[2] = idct_clamp(descale(tmp12 + o1, sh));
+        out[5] = idct_clamp(descale(tmp12 - o1, sh));
+        out[3] = idct_clamp(descale(tmp13 + o0, sh));
+        out[4] = idct_clamp(descale(tmp13 - o0, sh));
+    }
+}
+
+/* A block whose only nonzero coefficient is DC: the IDCT reduces to one value. */
+static void idct_dc_only(int dc, const int16_t *q, uint8_t *out, size_t stride)
+{
+    int32_t w0 = (int32_t)((uint32_t)(dc * q[0]) << PASS1_BITS);
+    uint8_t v = idct_clamp(descale(w0, PASS1_BITS + 3));
+    for (int r = 0; r < 8; r++, out += stride)
+        memset(out, v, 8);
+}
+
+/* ---------------------------------------------------------------- block decoding */
+
+/* Sequential (baseline/extended) block: DC difference then run-length AC (T.81 F.2.2).
+ * blk must be zeroed. Returns the zigzag index past the last coded AC (1 = DC only). */
+static int decode_block_seq(bitreader *br, const huff_table *dc, const huff_table *ac, int *pred,
+                            int16_t *blk)
+{
+    if (br->bits < 32)
+        br_fill(br);
+    int s = huff_decode(br, dc) & 15;
+    if (s)
+        *pred = (int)((unsigned)*pred + (unsigned)extend_bits(br_get(br, s), s));
+    blk[0] = (int16_t)*pred;
+    int k = 1;
+    for (; k < 64; k++) {
+        if (br->bits < 32)
+            br_fill(br);
+        int rs = huff_decode(br, ac);
+        int r = rs >> 4;
+        s = rs & 15;
+        if (s) {
+            k += r;
+            blk[zigzag_to_natural[k]] = (int16_t)extend_bits(br_get(br, s), s);
+        } else {
+            if (r != 15)
+                break;
+            k += 15;
+        }
+    }
+    return k;
+}
+
+static void decode_dc_first(bitreader *br, const huff_table *dc, int al, int *pred, int16_t *blk)
+{
+    if (br->bits < 32)
+        br_fill(br);
+    int s = huff_decode(br, dc) & 15;
+    if (s)
+        *pred = (int)((unsigned)*pred + (unsigned)extend_bits(br_get(br, s), s));
+    blk[0] = (int16_t)(uint16_t)((unsigned)*pred << al);
+}
+
+static void decode_dc_refine(bitreader *br, int al, int16_t *blk)
+{
+    if (br->bits < 32)
+        br_fill(br);
+    if (br_get(br, 1))
+        blk[0] = (int16_t)(blk[0] | (1 << al));
+}
+
+static void decode_ac_first(bitreader *br, const huff_table *ac, const jpeg_scan *sc,
+                            int *eobrun, int16_t *blk)
+{
+    if (*eobrun > 0) {
+        (*eobrun)--;
+        return;
+    }
+    for (int k = sc->ss; k <= sc->se; k++) {
+        if (br->bits < 32)
+            br_fill(br);
+        int rs = huff_decode(br, ac);
+        int r = rs >> 4, s = rs & 15;
+        if (s) {
+            k += r;
+            int v = extend_bits(br_get(br, s), s);
+            blk[zigzag_to_natural[k]] = (int16_t)(uint16_t)((unsigned)v << sc->al);
+        } else if (r == 15) {
+            k += 15;
+        } else {
+            *eobrun = 1 << r;
+            if (r)
+                *eobrun += (int)br_get(br, r);
+            (*eobrun)--;
+            break;
+        }
+    }
+}
+
+/* Successive-approximation refinement of AC coefficients (T.81 G.1.2.3). */
+static void decode_ac_refine(bitreader *br, const huff_table *ac, const jpeg_scan *sc,
+                             int *eobrun, int16_t *blk)
+{
+    int p1 = 1 << sc->al;
+    int m1 = -p1;
+    int k = sc->ss;
+    if (*eobrun == 0) {
+        for (; k <= sc->se; k++) {
+            if (br->bits < 32)
+                br_fill(br);
+            int rs = huff_decode(br, ac);
+            int r = rs >> 4, s = rs & 15;
+            if (s) {
+                s = br_get(br, 1) ? p1 : m1;
+            } else if (r != 15) {
+                *eobrun = 1 << r;
+                if (r)
+                    *eobrun += (int)br_get(br, r);
+                break;
+            }
+            /* Skip r zero coefficients, refining the nonzero ones passed on the way. */
+            do {
+                int16_t *cf = blk + zigzag_to_natural[k];
+                if (*cf != 0) {
+                    if (br->bits < 32)
+                        br_fill(br);
+                    if (br_get(br, 1) && (*cf & p1) == 0)
+                        *cf = (int16_t)(*cf >= 0 ? *cf + p1 : *cf + m1);
+                } else if (--r < 0) {
+                    break;
+                }
+                k++;
+            } while (k <= sc->se);
+            if (s)
+                blk[zigzag_to_natural[k]] = (int16_t)s;
+        }
+    }
+    if (*eobrun > 0) {
+        for (; k <= sc->se; k++) {
+            int16_t *cf = blk + zigzag_to_natural[k];
+            if (*cf != 0) {
+                if (br->bits < 32)
+                    br_fill(br);
+                if (br_get(br, 1) && (*cf & p1) == 0)
+                    *cf = (int16_t)(*cf >= 0 ? *cf + p1 : *cf + m1);
+            }
+        }
+        (*eobrun)--;
+    }
+}
+
+/* ---------------------------------------------------------------- output */
+
+/* One output row of component c, upsampled to the full width as libjpeg-turbo's defaults do:
+ * triangle filter for 2:1 horizontal (when the component is wider than 2 samples), 2:1
+ * vertical, and 2:1 both; replication for every other integral ratio. Returns a pointer to
+ * width samples, either into the plane or into tmp ((width + 64) bytes). */
+static const uint8_t *upsample_row(const jpeg_dec *d, const jpeg_component *c, int y, uint8_t *tmp)
+{
+    int w = d->width;
+    if (c->hr == 1 && c->vr == 1)
+        return c->plane + (size_t)y * c->stride;
+    int fancy_h = c->hr == 2 && c->ds_w > 2;
+    if (c->vr == 2 && (c->hr == 1 || fancy_h)) {
+        int cy = y >> 1;
+        int ny = (y & 1) ? cy + 1 : cy - 1;
+        if (ny < 0)
+            ny = 0;
+        if (ny > c->ds_h - 1)
+            ny = c->ds_h - 1;
+        const uint8_t *r0 = c->plane + (size_t)cy * c->stride;
+        const uint8_t *r1 = c->plane + (size_t)ny * c->stride;
+        if (c->hr == 1) {
+            int bias = (y & 1) ? 2 : 1;
+            for (int x = 0; x < w; x++)
+                tmp[x] = (uint8_t)((r0[x] * 3 + r1[x] + bias) >> 2);
+            return tmp;
+        }
+        int n = c->ds_w;
+        int this_sum = r0[0] * 3 + r1[0];
+        int next_sum = r0[1] * 3 + r1[1];
+        tmp[0] = (uint8_t)((this_sum * 4 + 8) >> 4);
+        tmp[1] = (uint8_t)((this_sum * 3 + next_sum + 7) >> 4);
+        int last_sum = this_sum;
+        this_sum = next_sum;
+        for (int i = 1; i < n - 1; i++) {
+            next_sum = r0[i + 1] * 3 + r1[i + 1];
+            tmp[2 * i] = (uint8_t)((this_sum * 3 + last_sum + 8) >> 4);
+            tmp[2 * i + 1] = (uint8_t)((this_sum * 3 + next_sum + 7) >> 4);
+            last_sum = this_sum;
+            this_sum = next_sum;
+        }
+        tmp[2 * n - 2] = (uint8_t)((this_sum * 3 + last_sum + 8) >> 4);
+        tmp[2 * n - 1] = (uint8_t)((this_sum * 4 + 7) >> 4);
+        return tmp;
+    }
+    if (c->vr == 1 && fancy_h) {
+        const uint8_t *r = c->plane + (size_t)y * c->stride;
+        int n = c->ds_w;
+        tmp[0] = r[0];
+        tmp[1] = (uint8_t)((r[0] * 3 + r[1] + 2) >> 2);
+        for (int i = 1; i < n - 1; i++) {
+            int v = r[i] * 3;
+            tmp[2 * i] = (uint8_t)((v + r[i - 1] + 1) >> 2);
+            tmp[2 * i + 1] = (uint8_t)((v + r[i + 1] + 2) >> 2);
+        }
+        tmp[2 * n - 2] = (uint8_t)((r[n - 1] * 3 + r[n - 2] + 1) >> 2);
+        tmp[2 * n - 1] = r[n - 1];
+        return tmp;
+    }
+    const uint8_t *r = c->plane + (size_t)(y / c->vr) * c->stride;
+    if (c->hr == 1)
+        return r;
+    for (int x = 0; x < w; x++)
+        tmp[x] = r[x / c->hr];
+    return tmp;
+}
+
+static inline uint8_t clamp255(int v) { return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v); }
+
+/* PIL's "CMYK;I" unpacking (Adobe files store inverted ink: C = 255 - stored) followed by
+ * Pillow 9.4's CMYK->RGB: R = clip(nk - C*nk/255) with nk = 255 - K and its rounded
+ * division by 255 ((t + (t >> 8)) >> 8 with t = a*b + 128). No colour management. */
+static inline uint8_t cmyk_to_channel(int stored_c, int stored_k)
+{
+    int nk = stored_k; /* 255 - K where K = 255 - stored_k */
+    int t = (255 - stored_c) * nk + 128;
+    return clamp255(nk - (((t >> 8) + t) >> 8));
+}
+
+/* Converts rows [y0, y1) of the component planes into RGB output. */
+static void emit_rows(jpeg_dec *d, int y0, int y1)
+{
+    int w = d->width;
+    for (int y = y0; y < y1; y++) {
+        const uint8_t *r[JPEG_MAX_COMPONENTS];
+        for (int c = 0; c < d->ncomp; c++)
+            r[c] = upsample_row(d, &d->comp[c], y, d->rowtmp + (size_t)c * d->rowtmp_stride);
+        uint8_t *o = d->rgb + (size_t)y * w * 3;
+        switch (d->color_space) {
+        case CS_GRAY:
+            for (int x = 0; x < w; x++)
+                o[3 * x] = o[3 * x + 1] = o[3 * x + 2] = r[0][x];
+            break;
+        case CS_RGB:
+            for (int x = 0; x < w; x++) {
+                o[3 * x] = r[0][x];
+                o[3 * x + 1] = r[1][x];
+                o[3 * x + 2] = r[2][x];
+            }
+            break;
+        case CS_YCC:
+            /* libjpeg's jdcolor.c fixed point: 16 fraction bits, constants FIX(1.402),
+             * FIX(1.772), FIX(0.71414), FIX(0.34414), rounding as its lookup tables. */
+            for (int x = 0; x < w; x++) {
+                int yy = r[0][x], cb = r[1][x] - 128, cr = r[2][x] - 128;
+                o[3 * x] = clamp255(yy + ((91881 * cr + 32768) >> 16));
+                o[3 * x + 1] = clamp255(yy + ((-22554 * cb - 46802 * cr + 32768) >> 16));
+                o[3 * x + 2] = clamp255(yy + ((116130 * cb + 32768) >> 16));
+            }
+            break;
+        case CS_CMYK:
+            for (int x = 0; x < w; x++) {
+                int k = r[3][x];
+                o[3 * x] = cmyk_to_channel(r[0][x], k);
+                o[3 * x + 1] = cmyk_to_channel(r[1][x], k);
+                o[3 * x + 2] = cmyk_to_channel(r[2][x], k);
+            }
+            break;
+        default: /* CS_YCCK: libjpeg turns YCC into inverted CMY, K passes through */
+            for (int x = 0; x < w; x++) {
+                int yy = r[0][x], cb = r[1][x] - 128, cr = r[2][x] - 128, k = r[3][x];
+                int cc = 255 - clamp255(yy + ((91881 * cr + 32768) >> 16));
+                int mm = 255 - clamp255(yy + ((-22554 * cb - 46802 * cr + 32768) >> 16));
+                int ye = 255 - clamp255(yy + ((116130 * cb + 32768) >> 16));
+                o[3 * x] = cmyk_to_channel(cc, k);
+                o[3 * x + 1] = cmyk_to_channel(mm, k);
+                o[3 * x + 2] = cmyk_to_channel(ye, k);
+            }
+            break;
+        }
+    }
+    d->rows_emitted = y1;
+}
+
+/* ---------------------------------------------------------------- frame setup */
+
+static int fail_trunc(jpeg_dec *d, const char *what, size_t pos)
+{
+    return vlm_fail(d->e, VLM_EFORMAT, "%s: truncated JPEG: %s at byte %zu of %zu", d->name, what,
+                    pos, d->len);
+}
+
+static int parse_sof(jpeg_dec *d, int marker, const uint8_t *p, size_t n)
+{
+    if (d->frame_seen)
+        return vlm_fail(d->e, VLM_EFORMAT, "%s: second SOF marker (0xFF%02X) in one JPEG", d->name,
+                        marker);
+    if (n < 6)
+        return vlm_fail(d->e, VLM_EFORMAT, "%s: SOF segment too short (%zu bytes, expected >= 6)",
+                        d->name, n);
+    int precision = p[0];
+    d->height = (p[1] << 8) | p[2];
+    d->width = (p[3] << 8) | p[4];
+    d->ncomp = p[5];
+    if (precision != 8)
+        return vlm_fail(d->e, VLM_EUNSUPPORTED,
+                        "%s: unsupported JPEG feature: %d-bit sample precision (only 8)", d->name,
+                        precision);
+    if (d->width == 0 || d->height == 0)
+        return vlm_fail(d->e, VLM_EFORMAT,
+                        "%s: JPEG frame size %dx%d is empty (DNL-defined height unsupported)",
+                        d->name, d->width, d->height);
+    if (d->ncomp != 1 && d->ncomp != 3 && d->ncomp != 4)
+        return vlm_fail(d->e, d->ncomp == 0 ? VLM_EFORMAT : VLM_EUNSUPPORTED,
+                        "%s: unsupported JPEG feature: %d color components (expected 1, 3 or 4)",
+                        d->name, d->ncomp);
+    if (n < 6 + 3 * (size_t)d->ncomp)
+        return vlm_fail(d->e, VLM_EFORMAT, "%s: SOF segment too short (%zu bytes for %d components)",
+                        d->name, n, d->ncomp);
+    d->progressive = marker == 0xC2;
+    d->hmax = d->vmax = 1;
+    for (int i = 0; i < d->ncomp; i++) {
+        jpeg_component *c = &d->comp[i];
+        c->id = p[6 + 3 * i];
+        c->h = p[7 + 3 * i] >> 4;
+        c->v = p[7 + 3 * i] & 15;
+        c->tq = p[8 + 3 * i];
+        if (c->h < 1 || c->h > 4 || c->v < 1 || c->v > 4)
+            return vlm_fail(d->e, VLM_EFORMAT,
+                            "%s: JPEG component %d sampling factors %dx%d (expected 1..4)", d->name,
+                            i, c->h, c->v);
+        if (c->tq > 3)
+            return vlm_fail(d->e, VLM_EFORMAT,
+                            "%s: JPEG component %d quantization table %d (expected 0..3)", d->name, i,
+                            c->tq);
+        if (c->h > d->hmax)
+            d->hmax = c->h;
+        if (c->v > d->vmax)
+            d->vmax = c->v;
+    }
+    int blocks = 0;
+    for (int i = 0; i < d->ncomp; i++) {
+        jpeg_component *c = &d->comp[i];
+        if (d->hmax % c->h || d->vmax % c->v)
+            return vlm_fail(d->e, VLM_EUNSUPPORTED,
+                            "%s: unsupported JPEG feature: non-integral sampling ratio (component "
+                            "%d is %dx%d, maximum %dx%d)",
+                            d->name, i, c->h, c->v, d->hmax, d->vmax);
+        blocks += c->h * c->v;
+    }
+    if (d->ncomp > 1 && blocks > JPEG_MAX_BLOCKS_IN_MCU)
+        return vlm_fail(d->e, VLM_EFORMAT, "%s: JPEG MCU of %d blocks (at most %d are legal)",
+                        d->name, blocks, JPEG_MAX_BLOCKS_IN_MCU);
+    uint64_t pixels = (uint64_t)d->width * (uint64_t)d->height;
+    if (pixels > d->max_pixels)
+        return vlm_fail(d->e, VLM_ERANGE, "%s: JPEG of %dx%d = %llu pixels exceeds the limit %llu",
+                        d->name, d->width, d->height, (unsigned long long)pixels,
+                        (unsigned long long)d->max_pixels);
+    d->mcux = (d->width + 8 * d->hmax - 1) / (8 * d->hmax);
+    d->mcuy = (d->height + 8 * d->vmax - 1) / (8 * d->vmax);
+    for (int i = 0; i < d->ncomp; i++) {
+        jpeg_component *c = &d->comp[i];
+        c->ds_w = (int)(((int64_t)d->width * c->h + d->hmax - 1) / d->hmax);
+        c->ds_h = (int)(((int64_t)d->height * c->v + d->vmax - 1) / d->vmax);
+        c->bw = (c->ds_w + 7) / 8;
+        c->bh = (c->ds_h + 7) / 8;
+        c->pbw = d->mcux * c->h;
+        c->pbh = d->mcuy * c->v;
+        c->hr = d->hmax / c->h;
+        c->vr = d->vmax / c->v;
+        c->stride = (size_t)c->pbw * 8;
+    }
+    /* Color space as libjpeg's default_decompress_parms chooses it. */
+    if (d->ncomp == 1) {
+        d->color_space = CS_GRAY;
+    } else if (d->ncomp == 3) {
+        if (d->jfif)
+            d->color_space = CS_YCC;
+        else if (d->adobe)
+            d->color_space = d->adobe_transform == 0 ? CS_RGB : CS_YCC;
+        else if (d->comp[0].id == 'R' && d->comp[1].id == 'G' && d->comp[2].id == 'B')
+            d->color_space = CS_RGB;
+        else
+            d->color_space = CS_YCC;
+    } else {
+        d->color_space = (d->adobe && d->adobe_transform != 0) ? CS_YCCK : CS_CMYK;
+    }
+    d->frame_seen = 1;
+    return 0;
+}
+
+/* Allocates the planes, the output and (buffered mode) the coefficients, within the budget. */
+static int alloc_frame(jpeg_dec *d)
+{
+    size_t total = 0, t;
+    size_t out_bytes;
+    if (ck_mul3((size_t)d->width, (size_t)d->height, 3, &out_bytes))
+        return vlm_fail(d->e, VLM_ERANGE, "%s: JPEG output size overflows", d->name);
+    total = out_bytes;
+    size_t plane_bytes[JPEG_MAX_COMPONENTS], coef_bytes[JPEG_MAX_COMPONENTS];
+    uint64_t blocks_total = 0;
+    for (int i = 0; i < d->ncomp; i++) {
+        jpeg_component *c = &d->comp[i];
+        size_t nblocks;
+        if (ck_mul((size_t)c->pbw, (size_t)c->pbh, &nblocks) || ck_mul(nblocks, 64, &plane_bytes[i]))
+            return vlm_fail(d->e, VLM_ERANGE, "%s: JPEG plane size overflows", d->name);
+        coef_bytes[i] = 0;
+        if (d->buffered && ck_mul(nblocks, 128, &coef_bytes[i]))
+            return vlm_fail(d->e, VLM_ERANGE, "%s: JPEG coefficient size overflows", d->name);
+        if (ck_add(total, plane_bytes[i], &t) || ck_add(t, coef_bytes[i], &total))
+            return vlm_fail(d->e, VLM_ERANGE, "%s: JPEG memory size overflows", d->name);
+        blocks_total += nblocks;
+    }
+    d->rowtmp_stride = (size_t)d->width + 64;
+    if (ck_add(total, d->rowtmp_stride * JPEG_MAX_COMPONENTS, &total) || total > d->max_bytes)
+        return vlm_fail(d->e, VLM_ENOMEM,
+                        "%s: decoding this %dx%d JPEG needs %zu bytes, over the budget of %zu",
+                        d->name, d->width, d->height, total, d->max_bytes);
+    d->block_budget = blocks_total * 80 + (1u << 20);
+    d->rgb = malloc(out_bytes);
+    d->rowtmp = malloc(d->rowtmp_stride * JPEG_MAX_COMPONENTS);
+    if (!d->rgb || !d->rowtmp)
+        return vlm_fail(d->e, VLM_ENOMEM, "%s: out of memory for a %dx%d JPEG", d->name, d->width,
+                        d->height);
+    for (int i = 0; i < d->ncomp; i++) {
+        jpeg_component *c = &d->comp[i];
+        c->plane = malloc(plane_bytes[i]);
+        if (!c->plane)
+            return vlm_fail(d->e, VLM_ENOMEM, "%s: out of memory for a %dx%d JPEG", d->name,
+                            d->width, d->height);
+        if (d->buffered) {
+            c->coefs = calloc(coef_bytes[i] / 2, 2);
+            if (!c->coefs)
+                return vlm_fail(d->e, VLM_ENOMEM, "%s: out of memory for a %dx%d JPEG", d->name,
+                                d->width, d->height);
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- scans */
+
+typedef struct scan_state {
+    bitreader br;
+    int restarts_to_go;
+    int next_rst;
+    int insufficient;
+    int eobrun;
+} scan_state;
+
+/* Handles the end of a restart interval like libjpeg's read_restart_marker and
+ * jpeg_resync_to_restart: the expected RSTn is consumed; a marker that is not a restart (or
+ * the end of data) is left for the marker parser and the rest of the scan reads as zeros;
+ * RST markers just ahead of the expected one are left (the missing intervals become zeros);
+ * earlier ones are skipped; any other RST is taken as the expected one. */
+static void process_restart(jpeg_dec *d, jpeg_scan *sc, scan_state *st)
+{
+    bitreader *br = &st->br;
+    size_t pos = (size_t)(br->p - d->buf);
+    int m = find_marker(d->buf, d->len, &pos);
+    int desired = st->next_rst;
+    for (int guard = 0; guard < 1000000; guard++) {
+        if (m < 0)
+            break; /* end of data: leave it */
+        if (m < 0xC0) {
+            pos += 2; /* invalid marker: discard and look further */
+        } else if (m < 0xD0 || m > 0xD7) {
+            break; /* a real marker: leave it */
+        } else if (m == 0xD0 + ((desired + 1) & 7) || m == 0xD0 + ((desired + 2) & 7)) {
+            break;
+        } else if (m == 0xD0 + ((desired - 1) & 7) || m == 0xD0 + ((desired - 2) & 7)) {
+            pos += 2;
+        } else {
+            pos += 2; /* the expected restart, or one too far away to judge: take it */
+            m = 0;
+            break;
+        }
+        m = find_marker(d->buf, d->len, &pos);
+    }
+    br_init(br, d->buf + pos, d->buf + d->len);
+    /* Left against a marker: the next interval has no data (libjpeg keeps the flag set). */
+    br->at_marker = m != 0;
+    st->insufficient = m != 0;
+    st->next_rst = (st->next_rst + 1) & 7;
+    st->restarts_to_go = d->restart_interval;
+    st->eobrun = 0;
+    for (int i = 0; i < sc->ns; i++)
+        sc->c[i]->dc_pred = 0;
+}
+
+/* Decodes one block of the scan into blk (coefficient storage) per the scan's mode. */
+static int decode_one_block(jpeg_dec *d, jpeg_scan *sc, scan_state *st, jpeg_component *c,
+                            int16_t *blk)
+{
+    if (!d->progressive)
+        return decode_block_seq(&st->br, &d->dc[c->dc_tab], &d->ac[c->ac_tab], &c->dc_pred, blk);
+    if (sc->ss == 0) {
+        if (sc->ah == 0)
+            decode_dc_first(&st->br, &d->dc[c->dc_tab], sc->al, &c->dc_pred, blk);
+        else
+            decode_dc_refine(&st->br, sc->al, blk);
+    } else if (sc->ah == 0) {
+        decode_ac_first(&st->br, &d->ac[c->ac_tab], sc, &st->eobrun, blk);
+    } else {
+        decode_ac_refine(&st->br, &d->ac[c->ac_tab], sc, &st->eobrun, blk);
+    }
+    return 64;
+}
+
+/* Decodes the entropy-coded data of one scan starting at *pos; leaves *pos after it. */
+static int decode_scan(jpeg_dec *d, jpeg_scan *sc, size_t *pos)
+{
+    scan_state st;
+    memset(&st, 0, sizeof st);
+    br_init(&st.br, d->buf + *pos, d->buf + d->len);
+    st.restarts_to_go = d->restart_interval;
+    int single = sc->ns == 1;
+    int mx_n = single ? sc->c[0]->bw : d->mcux;
+    int my_n = single ? sc->c[0]->bh : d->mcuy;
+    uint64_t visits = (uint64_t)mx_n * (uint64_t)my_n;
+    if (!single)
+        for (int i = 0; i < sc->ns; i++)
+            visits += (uint64_t)d->mcux * d->mcuy * (uint64_t)(sc->c[i]->h * sc->c[i]->v - 1);
+    if (visits > d->block_budget)
+        return vlm_fail(d->e, VLM_EFORMAT,
+                        "%s: JPEG has too many scans for its size (work limit reached at scan %d)",
+                        d->name, d->scans);
+    d->block_budget -= visits;
+    int16_t tmpblk[64];
+
+    for (int my = 0; my < my_n; my++) {
+        for (int mx = 0; mx < mx_n; mx++) {
+            if (d->restart_interval) {
+                if (st.restarts_to_go == 0)
+                    process_restart(d, sc, &st);
+                st.restarts_to_go--;
+            }
+            if (st.insufficient && d->buffered && st.br.at_marker) {
+                /* No more data before a non-restart marker: every remaining block of a buffered
+                 * scan stays as it is, so stop here (libjpeg would skip them one by one). */
+                size_t mp = (size_t)(st.br.p - d->buf);
+                int m = find_marker(d->buf, d->len, &mp);
+                if (m < 0xD0 || m > 0xD7)
+                    goto done;
+            }
+            for (int i = 0; i < sc->ns; i++) {
+                jpeg_component *c = sc->c[i];
+                int nh = single ? 1 : c->h, nv = single ? 1 : c->v;
+                for (int by = 0; by < nv; by++) {
+                    for (int bx = 0; bx < nh; bx++) {
+                        int bxx = single ? mx : mx * c->h + bx;
+                        int byy = single ? my : my * c->v + by;
+                        if (d->buffered) {
+                            if (!st.insufficient) {
+                                int16_t *blk = c->coefs + ((size_t)byy * c->pbw + bxx) * 64;
+                                decode_one_block(d, sc, &st, c, blk);
+                            }
+                            continue;
+                        }
+                        uint8_t *out = c->plane + (size_t)byy * 8 * c->stride + (size_t)bxx * 8;
+                        int kend = 1;
+                        memset(tmpblk, 0, sizeof tmpblk);
+                        if (!st.insufficient)
+                            kend = decode_one_block(d, sc, &st, c, tmpblk);
+                        if (kend <= 1)
+                            idct_dc_only(tmpblk[0], c->q, out, c->stride);
+                        else
+                            idct_islow(tmpblk, c->q, out, c->stride);
+                    }
+                }
+            }
+            if (st.br.bits < st.br.pad)
+                st.insufficient = 1;
+            d->any_insufficient |= st.insufficient;
+        }
+        if (!d->buffered) {
+            /* Rows whose upsampling context (one component row below) is now decoded. */
+            int ready = single ? (my + 1) * 8 : my * 8 * d->vmax;
+            if (ready > d->height)
+                ready = d->height;
+            if (ready > d->rows_emitted)
+                emit_rows(d, d->rows_emitted, ready);
+        }
+    }
+done:
+    if (!d->buffered) {
+        emit_rows(d, d->rows_emitted, d->height);
+        d->stream_done = 1;
+    }
+    *pos = (size_t)(st.br.p - d->buf);
+    return 0;
+}
+
+static int parse_sos(jpeg_dec *d, const uint8_t *p, size_t n, jpeg_scan *sc)
+{
+    if (!d->frame_seen)
+        return vlm_fail(d->e, VLM_EFORMAT, "%s: JPEG SOS marker before any SOF", d->name);
+    if (n < 1 || p[0] < 1 || p[0] > 4 || n < 4 + 2 * (size_t)p[0])
+        return vlm_fail(d->e, VLM_EFORMAT, "%s: bad JPEG SOS segment (%zu bytes, %d components)",
+                        d->name, n, n ? p[0] : 0);
+    sc->ns = p[0];
+    if (sc->ns > d->ncomp)
+        return vlm_fail(d->e, VLM_EFORMAT, "%s: JPEG scan of %d components in a %d-component frame",
+                        d->name, sc->ns, d->ncomp);
+    for (int i = 0; i < sc->ns; i++) {
+        int id = p[1 + 2 * i], tabs = p[2 + 2 * i];
+        jpeg_component *c = NULL;
+        for (int j = 0; j < d->ncomp; j++)
+            if (d->comp[j].id == id)
+                c = &d->comp[j];
+        if (!c)
+            return vlm_fail(d->e, VLM_EFORMAT, "%s: JPEG scan refers to unknown component id %d",
+                            d->name, id);
+        for (int j = 0; j < i; j++)
+            if (sc->c[j] == c)
+                return vlm_fail(d->e, VLM_EFORMAT,
+                                "%s: JPEG scan lists component id %d twice", d->name, id);
+        c->dc_tab = tabs >> 4;
+        c->ac_tab = tabs & 15;
+        if (c->dc_tab > 3 || c->ac_tab > 3)
+            return vlm_fail(d->e, VLM_EFORMAT,
+                            "%s: JPEG scan uses Huffman tables %d/%d (expected 0..3)", d->name,
+                            c->dc_tab, c->ac_tab);
+        sc->c[i] = c;
+    }
+    const uint8_t *q = p + 1 + 2 * sc->ns;
+    sc->ss = q[0];
+    sc->se = q[1];
+    sc->ah = q[2] >> 4;
+    sc->al = q[2] & 15;
+    if (d->progressive) {
+        int bad = 0;
+        if (sc->ss == 0)
+            bad = sc->se != 0;
+        else
+            bad = sc->ss > sc->se || sc->se > 63 || sc->ns != 1;
+        if (sc->ah != 0 && sc->al != sc->ah - 1)
+            bad = 1;
+        if (sc->al > 13)
+            bad = 1;
+        if (bad)
+            return vlm_fail(d->e, VLM_EFORMAT,
+                            "%s: invalid progressive JPEG scan (Ss %d, Se %d, Ah %d, Al %d)",
+                            d->name, sc->ss, sc->se, sc->ah, sc->al);
+    }
+    /* Which tables this scan decodes with; missing 0/1 fall back to the standard ones. */
+    int need_dc = !d->progressive || (sc->ss == 0 && sc->ah == 0);
+    int need_ac = !d->progressive || sc->ss != 0;
+    for (int i = 0; i < sc->ns; i++) {
+        jpeg_component *c = sc->c[i];
+        if (need_dc) {
+            huff_table *t = &d->dc[c->dc_tab];
+            if (!t->defined && c->dc_tab < 2)
+                huff_load_standard(t, 1, c->dc_tab);
+            if (!t->defined)
+                return vlm_fail(d->e, VLM_EFORMAT, "%s: JPEG scan uses undefined DC table %d",
+                                d->name, c->dc_tab);
+            if (t->max_symbol > 15)
+                return vlm_fail(d->e, VLM_EFORMAT,
+                                "%s: JPEG DC Huffman table %d has symbol %d (expected <= 15)",
+                                d->name, c->dc_tab, t->max_symbol);
+        }
+        if (need_ac) {
+            huff_table *t = &d->ac[c->ac_tab];
+            if (!t->defined && c->ac_tab < 2)
+                huff_load_standard(t, 0, c->ac_tab);
+            if (!t->defined)
+                return vlm_fail(d->e, VLM_EFORMAT, "%s: JPEG scan uses undefined AC table %d",
+                                d->name, c->ac_tab);
+        }
+        if (!c->q_latched) {
+            if (!d->qt_defined[c->tq])
+                return vlm_fail(d->e, VLM_EFORMAT,
+                                "%s: JPEG component id %d uses undefined quantization table %d",
+                                d->name, c->id, c->tq);
+            for (int k = 0; k < 64; k++)
+                c->q[k] = (int16_t)d->qt[c->tq][k];
+            c->q_latched = 1;
+        }
+        c->dc_pred = 0;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- table segments */
+
+static int parse_dqt(jpeg_dec *d, const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        int pq = p[i] >> 4, tq = p[i] & 15;
+        if (pq > 1 || tq > 3)
+            return vlm_fail(d->e, VLM_EFORMAT,
+                            "%s: JPEG DQT table %d with precision %d (expected 0..3, 0/1)", d->name,
+                            tq, pq);
+        size_t need = pq ? 128 : 64;
+        if (n - i - 1 < need)
+            return vlm_fail(d->e, VLM_EFORMAT, "%s: JPEG DQT segment too short for table %d",
+                            d->name, tq);
+        for (int k = 0; k < 64; k++) {
+            const uint8_t *v = p + i + 1 + (pq ? 2 * k : k);
+            d->qt[tq][zigzag_to_natural[k]] = (uint16_t)(pq ? (v[0] << 8) | v[1] : v[0]);
+        }
+        d->qt_defined[tq] = 1;
+        i += 1 + need;
+    }
+    return 0;
+}
+
+static int parse_dht(jpeg_dec *d, const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (n - i < 17)
+            return vlm_fail(d->e, VLM_EFORMAT, "%s: JPEG DHT segment too short", d->name);
+        int tc = p[i] >> 4, th = p[i] & 15;
+        if (tc > 1 || th > 3)
+            return vlm_fail(d->e, VLM_EFORMAT,
+                            "%s: JPEG DHT class %d index %d (expected 0/1 and 0..3)", d->name, tc,
+                            th);
+        int nsym = 0;
+        for (int l = 0; l < 16; l++)
+            nsym += p[i + 1 + l];
+        if (nsym > 256 || n - i - 17 < (size_t)nsym)
+            return vlm_fail(d->e, VLM_EFORMAT,
+                            "%s: JPEG DHT table %d/%d has %d symbols (at most 256, %zu bytes left)",
+                            d->name, tc, th, nsym, n - i - 17);
+        huff_table *t = tc ? &d->ac[th] : &d->dc[th];
+        if (huff_build(t, p + i + 1, p + i + 17, nsym) != 0)
+            return vlm_fail(d->e, VLM_EFORMAT, "%s: JPEG DHT table %d/%d is not a valid prefix code",
+                            d->name, tc, th);
+        i += 17 + (size_t)nsym;
+    }
+    return 0;
+}
+
+static void parse_app(jpeg_dec *d, int marker, const uint8_t *p, size_t n)
+{
+    if (marker == 0xE0 && n >= 14 && memcmp(p, "JFIF\0", 5) == 0)
+        d->jfif = 1;
+    if (marker == 0xEE && n >= 12 && memcmp(p, "Adobe", 5) == 0) {
+        d->adobe = 1;
+        d->adobe_transform = p[11];
+    }
+    if (marker == 0xE1 && n >= 6 && memcmp(p, "Exif\0\0", 6) == 0)
+        d->orientation = exif_orientation(p + 6, n - 6);
+}
+
+static const char *unsupported_sof_name(int m)
+{
+    switch (m) {
+    case 0xC3: return "lossless (SOF3)";
+    case 0xC5: return "hierarchical/differential sequential (SOF5)";
+    case 0xC6: return "hierarchical/differential progressive (SOF6)";
+    case 0xC7: return "hierarchical/differential lossless (SOF7)";
+    case 0xC9: return "arithmetic coding (SOF9)";
+    case 0xCA: return "arithmetic coding, progressive (SOF10)";
+    case 0xCB: return "arithmetic coding, lossless (SOF11)";
+    case 0xCD: return "arithmetic coding, hierarchical (SOF13)";
+    case 0xCE: return "arithmetic coding, hierarchical progressive (SOF14)";
+    case 0xCF: return "arithmetic coding, hierarchical lossless (SOF15)";
+    case 0xDE: return "hierarchical (DHP)";
+    default: return "hierarchical (EXP)";
+    }
+}
+
+/* Coefficient mode: the IDCT of every block once all scans are in. */
+static void finish_buffered(jpeg_dec *d)
+{
+    for (int i = 0; i < d->ncomp; i++) {
+        jpeg_component *c = &d->comp[i];
+        for (int by = 0; by < c->bh; by++)
+            for (int bx = 0; bx < c->bw; bx++)
+                idct_islow(c->coefs + ((size_t)by * c->pbw + bx) * 64, c->q,
+                           c->plane + (size_t)by * 8 * c->stride + (size_t)bx * 8, c->stride);
+    }
+    emit_rows(d, 0, d->height);
+}
+
+static int decode_all(jpeg_dec *d)
+{
+    size_t pos = 2;
+    for (;;) {
+        int m = find_marker(d->buf, d->len, &pos);
+        if (m < 0) {
+            /* The data ended without EOI: keep a fully decoded single-scan image (the
+             * encoder only lost its last bytes), refuse anything incomplete. */
+            if (d->stream_done && !d->any_insufficient)
+                return 0;
+            return fail_trunc(d, d->frame_seen ? "image data ends before EOI" : "no image data",
+                              d->len);
+        }
+        pos += 2;
+        if (m == 0xD8)
+            return vlm_fail(d->e, VLM_EFORMAT, "%s: second SOI marker in JPEG at byte %zu",
+                            d->name, pos - 2);
+        if (m == 0xD9) {
+            if (!d->frame_seen || (!d->stream_done && !d->buffered) || d->scans == 0)
+                return vlm_fail(d->e, VLM_EFORMAT, "%s: JPEG ends (EOI) before any image data",
+                                d->name);
+            if (d->buffered)
+                finish_buffered(d);
+            return 0;
+        }
+        if ((m >= 0xD0 && m <= 0xD7) || m == 0x01)
+            continue; /* parameterless markers outside a scan are ignored, as libjpeg does */
+        if (pos + 2 > d->len)
+            return fail_trunc(d, "marker segment length", pos);
+        size_t seglen = ((size_t)d->buf[pos] << 8) | d->buf[pos + 1];
+        if (seglen < 2)
+            return vlm_fail(d->e, VLM_EFORMAT, "%s: JPEG marker 0xFF%02X has length %zu (< 2)",
+                            d->name, m, seglen);
+        if (seglen > d->len - pos)
+            return fail_trunc(d, "marker segment", pos);
+        const uint8_t *p = d->buf + pos + 2;
+        size_t n = seglen - 2;
+        size_t seg_start = pos;
+        pos += seglen;
+        int rc = 0;
+        if (m == 0xC0 || m == 0xC1 || m == 0xC2) {
+            rc = parse_sof(d, m, p, n);
+        } else if ((m >= 0xC3 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) || m == 0xDE ||
+                   m == 0xDF) {
+            return vlm_fail(d->e, VLM_EUNSUPPORTED, "%s: unsupported JPEG feature: %s", d->name,
+                            unsupported_sof_name(m));
+        } else if (m == 0xC4) {
+            rc = parse_dht(d, p, n);
+        } else if (m == 0xDB) {
+            rc = parse_dqt(d, p, n);
+        } else if (m == 0xDD) {
+            if (n < 2)
+                return vlm_fail(d->e, VLM_EFORMAT, "%s: JPEG DRI segment too short", d->name);
+            d->restart_interval = (p[0] << 8) | p[1];
+        } else if (m == 0xDA) {
+            if (d->stream_done)
+                return 0; /* a stray scan after a complete single-scan frame: ignore it */
+            jpeg_scan sc;
+            rc = parse_sos(d, p, n, &sc);
+            if (rc)
+                return rc;
+            if (d->scans == 0) {
+                d->buffered = d->progressive || sc.ns < d->ncomp;
+                rc = alloc_frame(d);
+                if (rc)
+                    return rc;
+            }
+            if (++d->scans > JPEG_MAX_SCANS)
+                return vlm_fail(d->e, VLM_EFORMAT, "%s: JPEG has more than %d scans", d->name,
+                                JPEG_MAX_SCANS);
+            rc = decode_scan(d, &sc, &pos);
+        } else if (m >= 0xE0 || m == 0xFE || m == 0xDC || m == 0xCC) {
+            if (m >= 0xE0 && m <= 0xEF)
+                parse_app(d, m, p, n);
+            else if (m > 0xEF && m != 0xFE)
+                return vlm_fail(d->e, VLM_EFORMAT, "%s: unknown JPEG marker 0xFF%02X at byte %zu",
+                                d->name, m, seg_start - 2);
+        } else {
+            return vlm_fail(d->e, VLM_EFORMAT, "%s: unknown JPEG marker 0xFF%02X at byte %zu",
+                            d->name, m, seg_start - 2);
+        }
+        if (rc)
+            return rc;
+    }
+}
+
+int jpeg_decode(const uint8_t *buf, size_t len, const char *name, const image_limits *lim,
+                vlm_image *out, int *exif_orient, vlm_error *e)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (exif_orient)
+        *exif_orient = 1;
+    if (!buf || !out || !name)
+        return vlm_fail(e, VLM_EARG, "jpeg_decode: NULL argument");
+    if (len < 2 || buf[0] != 0xFF || buf[1] != 0xD8)
+        return vlm_fail(e, VLM_EFORMAT, "%s: not a JPEG file (no SOI marker, %zu bytes)", name, len);
+    jpeg_dec *d = calloc(1, sizeof *d);
+    if (!d)
+        return vlm_fail(e, VLM_ENOMEM, "%s: out of memory for the JPEG decoder", name);
+    d->buf = buf;
+    d->len = len;
+    d->name = name;
+    d->e = e;
+    d->max_pixels = lim && lim->max_pixels ? lim->max_pixels : IMAGE_DEFAULT_MAX_PIXELS;
+    d->max_bytes = lim && lim->max_bytes ? lim->max_bytes : IMAGE_DEFAULT_MAX_BYTES;
+    d->orientation = 1;
+    int rc = decode_all(d);
+    if (rc == 0) {
+        out->width = d->width;
+        out->height = d->height;
+        out->rgb = d->rgb;
+        d->rgb = NULL;
+        if (exif_orient)
+            *exif_orient = d->orientation;
+    }
+    for (int i = 0; i < JPEG_MAX_COMPONENTS; i++) {
+        free(d->comp[i].plane);
+        free(d->comp[i].coefs);
+    }
+    free(d->rgb);
+    free(d->rowtmp);
+    free(d);
+    return rc;
+}
