@@ -12,8 +12,9 @@
 
 /* SentencePiece ModelProto.SentencePiece.Type values. */
 enum { TOK_NORMAL = 1, TOK_UNKNOWN = 2, TOK_CONTROL = 3, TOK_USER_DEFINED = 4, TOK_UNUSED = 5, TOK_BYTE = 6 };
-/* flags */
-enum { TOK_ADD_DUMMY_PREFIX = 1, TOK_BYTE_FALLBACK = 2 };
+/* flags (TOK_REMOVE_EXTRA_WHITESPACES: NormalizerSpec.remove_extra_whitespaces, as in the
+ * stories260K model: leading/trailing spaces dropped, runs of spaces collapsed) */
+enum { TOK_ADD_DUMMY_PREFIX = 1, TOK_BYTE_FALLBACK = 2, TOK_REMOVE_EXTRA_WHITESPACES = 4 };
 
 typedef struct tokenizer tokenizer;
 
