@@ -603,11 +603,10 @@ static int bind_tokenizer(binder *b)
 {
     model *m = b->m;
     const wf_config *c = &m->cfg;
-    const wf_tensor *text = need(b, "tok.text", 1, 0, 0);
-    if (b->rc)
-        return b->rc;
-    if (text->type != WT_U8)
-        return b->rc = vlm_fail(b->e, VLM_EFORMAT, "%s: tensor 'tok.text' must be u8", m->wf.path);
+    /* The piece text has no length fixed by the config: any 1-d u8 tensor. */
+    const wf_tensor *text = wf_find(&m->wf, "tok.text");
+    if (!text || text->type != WT_U8 || text->ndim != 1)
+        return b->rc = vlm_fail(b->e, VLM_EFORMAT, "%s: tensor 'tok.text' missing or not a 1-d u8 tensor", m->wf.path);
     const uint32_t *offsets = need_typed(b, "tok.offsets", WT_I32, 1, c->vocab_size + 1, 0);
     const float *scores = vec(b, "tok.scores", c->vocab_size);
     const uint8_t *types = need_typed(b, "tok.types", WT_U8, 1, c->vocab_size, 0);

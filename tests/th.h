@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static int th_checks;
-static int th_failures;
+static int th_checks __attribute__((unused));
+static int th_failures __attribute__((unused));
 
 #define TH_CHECK(cond, ...)                                                   \
     do {                                                                      \
@@ -32,7 +32,7 @@ static inline const char *th_data(const char *rel)
 }
 #define TH_DATA(rel) th_data(rel)
 
-static inline int th_report(const char *name)
+__attribute__((unused)) static inline int th_report(const char *name)
 {
     fprintf(stderr, "%s: %d checks, %d failed\n", name, th_checks, th_failures);
     return th_failures > 255 ? 255 : th_failures;

@@ -1,0 +1,67 @@
+/* golden.c: see golden.h. */
+#include "golden.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "convert.h"
+#include "th.h"
+
+int golden_convert(const char *fixture, int quant, int vision_quant, char *out, size_t cap)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", TH_DATA("fixtures"));
+    char model_dir[600];
+    snprintf(model_dir, sizeof model_dir, "%s/%s", dir, fixture);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(out, cap, "%s/vlm-test-%s-%d-%d-%ld.vlm", tmp ? tmp : "/tmp", fixture, quant, vision_quant,
+             (long)getpid());
+    convert_opts o = {.model_dir = model_dir, .out_path = out, .quant = quant, .vision_quant = vision_quant};
+    vlm_error e;
+    if (convert_model(&o, &e)) {
+        fprintf(stderr, "convert %s: %s\n", fixture, e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+int golden_load(const char *fixture, const char *name, npy_array *a)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "fixtures/%s/goldens/%s.npy", fixture, name);
+    vlm_error e;
+    if (npy_read(TH_DATA(rel), a, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+int golden_close(const char *stage, const float *got, const float *want, size_t n)
+{
+    double maxb = 0;
+    double maxd = 0;
+    for (size_t i = 0; i < n; i++) {
+        maxb = fmax(maxb, fabs(want[i]));
+        double d = fabs((double)got[i] - want[i]);
+        if (!(d <= maxd)) /* NaN propagates as a failure */
+            maxd = isnan(d) ? INFINITY : d;
+    }
+    double bound = 1e-4 * fmax(1.0, maxb);
+    fprintf(stderr, "  %-28s max diff %.3g (bound %.3g)\n", stage, maxd, bound);
+    return maxd <= bound;
+}
+
+double cosine_similarity(const float *a, const float *b, size_t n)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (size_t i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    return ab / sqrt(aa * bb + 1e-300);
+}

@@ -1,0 +1,257 @@
+/* test_e2e.c: the MobileVLM fixtures end to end against the independent PyTorch goldens.
+ * Each fixture is converted to f32 with weights-tool's converter; every stage (pixels, patch
+ * embeddings, each vision layer, selected features, projector, input embeddings, each LLM
+ * layer, final norm, last logits) must match within 1e-4 * max(1, max|golden|), and the prompt
+ * ids and the 24 greedy ids must be identical. q8/q4 conversions must stay close (cosine and
+ * top-5 agreement of the last logits, bounds below). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "golden.h"
+#include "json.h"
+#include "kernels.h"
+#include "model.h"
+#include "preprocess.h"
+#include "th.h"
+#include "vlm.h"
+
+typedef struct probe_state {
+    const char *fixture;
+    int v2;
+} probe_state;
+
+/* Compares each probed stage with its golden. */
+static void check_stage(void *ctx, const char *stage, int layer, const float *data, int rows, int cols)
+{
+    const probe_state *ps = ctx;
+    const char *file = NULL;
+    size_t offset = 0;
+    size_t n = (size_t)rows * cols;
+    char label[64];
+    snprintf(label, sizeof label, "%s[%d]", stage, layer);
+    if (!strcmp(stage, "vision_hidden")) {
+        file = "vision_hidden_states";
+        offset = (size_t)layer * n;
+    } else if (!strcmp(stage, "llm_layer")) {
+        file = "llm_layer_outputs";
+        offset = (size_t)layer * n;
+    } else {
+        file = stage;
+    }
+    npy_array g;
+    if (golden_load(ps->fixture, file, &g)) {
+        TH_CHECK(0, "%s: golden %s missing", ps->fixture, file);
+        return;
+    }
+    TH_CHECK(offset + n <= g.numel, "%s: %s has %zu values, golden %zu", ps->fixture, label, offset + n, g.numel);
+    if (offset + n <= g.numel)
+        TH_CHECK(golden_close(label, data, (const float *)g.data + offset, n), "%s: %s differs", ps->fixture, label);
+    npy_free(&g);
+}
+
+/* The question of the fixture's goldens.json (into buf). */
+static const char *question_of(const char *fixture, char *buf, size_t cap)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "fixtures/%s/goldens/goldens.json", fixture);
+    vlm_error e;
+    json_doc *d = json_parse_file(TH_DATA(rel), 1 << 20, &e);
+    const char *q = d ? json_get_str(json_root(d), "question") : NULL;
+    snprintf(buf, cap, "%s", q ? q : "");
+    TH_CHECK(q != NULL, "%s: no question in goldens.json", fixture);
+    json_free(d);
+    return buf;
+}
+
+static int argmax(const float *x, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b])
+            b = i;
+    return b;
+}
+
+/* The stages of one fixture, f32. */
+static void check_fixture_f32(const char *fixture, int threads)
+{
+    fprintf(stderr, "%s (f32, %d threads):\n", fixture, threads);
+    char path[1024];
+    if (golden_convert(fixture, WT_F32, WT_F32, path, sizeof path)) {
+        TH_CHECK(0, "%s: conversion failed", fixture);
+        return;
+    }
+    model m;
+    vlm_error e;
+    int rc = model_open(path, threads, NULL, &m, &e);
+    TH_CHECK(rc == 0, "%s: %s", fixture, e.msg);
+    if (rc) {
+        remove(path);
+        return;
+    }
+    probe_state ps = {fixture, m.cfg.arch == ARCH_MOBILEVLM_V2};
+    npy_array rgb, pix, ids, embeds, logits_g, greedy;
+    if (golden_load(fixture, "image_rgb", &rgb) || golden_load(fixture, "pixel_values", &pix) ||
+        golden_load(fixture, "prompt_input_ids", &ids) || golden_load(fixture, "input_embeds", &embeds) ||
+        golden_load(fixture, "last_logits", &logits_g) || golden_load(fixture, "greedy_ids", &greedy)) {
+        TH_CHECK(0, "%s: goldens missing", fixture);
+        model_close(&m);
+        remove(path);
+        return;
+    }
+    int S = (int)m.cfg.v_image_size;
+    int D = (int)m.cfg.dim;
+    int V = (int)m.cfg.vocab_size;
+    float *pixels = malloc(sizeof(float) * 3 * S * S);
+    uint8_t pad[3] = {122, 116, 104};
+    rc = clip_preprocess(rgb.data, (int)rgb.shape[1], (int)rgb.shape[0], S, pad, m.cfg.image_mean, m.cfg.image_std,
+                         pixels, NULL, &e);
+    TH_CHECK(rc == 0, "%s: preprocess: %s", fixture, e.msg);
+    TH_CHECK(golden_close("pixel_values", pixels, pix.data, pix.numel), "%s: pixel values differ", fixture);
+
+    /* Prompt ids through the public API, the image as decoded by PIL. */
+    vlm_model *vm;
+    rc = vlm_open(path, threads, &vm, &e);
+    TH_CHECK(rc == 0, "%s: vlm_open: %s", fixture, e.msg);
+    char question[512];
+    vlm_request rq = {.prompt = question_of(fixture, question, sizeof question), .image_rgb = rgb.data,
+                      .image_width = (int)rgb.shape[1], .image_height = (int)rgb.shape[0],
+                      .max_new_tokens = (int)greedy.numel, .ignore_eos = 1};
+    int pids[512];
+    int np = 0;
+    rc = vlm_tokenize_prompt(vm, &rq, pids, 512, &np, &e);
+    TH_CHECK(rc == 0 && (size_t)np == ids.numel, "%s: %d prompt ids, golden %zu (%s)", fixture, np, ids.numel,
+             rc ? e.msg : "");
+    for (int i = 0; i < np && (size_t)i < ids.numel; i++)
+        TH_CHECK(pids[i] == ((const int64_t *)ids.data)[i], "%s: prompt id %d is %d, golden %lld", fixture, i, pids[i],
+                 (long long)((const int64_t *)ids.data)[i]);
+
+    /* Stage by stage through model.c with probes. */
+    m.probe = check_stage;
+    m.probe_ctx = &ps;
+    int n_img = m.n_image_tokens;
+    int T = np - 1 + n_img;
+    float *emb = calloc((size_t)T * D, sizeof(float));
+    int row = 0;
+    for (int i = 0; i < np; i++) {
+        if (pids[i] == -200) {
+            rc = model_encode_image(&m, pixels, emb + (size_t)row * D, &e);
+            TH_CHECK(rc == 0, "%s: encode image: %s", fixture, e.msg);
+            row += n_img;
+        } else {
+            model_embed(&m, &pids[i], 1, emb + (size_t)row * D, &e);
+            row++;
+        }
+    }
+    TH_CHECK((size_t)T * D == embeds.numel, "%s: %d x %d input embeds, golden %zu", fixture, T, D, embeds.numel);
+    if ((size_t)T * D == embeds.numel)
+        TH_CHECK(golden_close("input_embeds", emb, embeds.data, embeds.numel), "%s: input embeds differ", fixture);
+    float *logits = malloc(sizeof(float) * V);
+    rc = model_forward(&m, emb, T, logits, &e);
+    TH_CHECK(rc == 0, "%s: forward: %s", fixture, e.msg);
+    TH_CHECK(golden_close("last_logits", logits, logits_g.data, (size_t)V), "%s: last logits differ", fixture);
+
+    /* 24 greedy steps with the KV cache, model.c level. */
+    m.probe = NULL;
+    for (size_t s = 0; s < greedy.numel; s++) {
+        int id = argmax(logits, V);
+        int want = (int)((const int64_t *)greedy.data)[s];
+        TH_CHECK(id == want, "%s: greedy step %zu gives %d, golden %d", fixture, s, id, want);
+        model_embed(&m, &id, 1, emb, &e);
+        model_forward(&m, emb, 1, logits, &e);
+    }
+
+    /* The same through vlm_generate: identical ids. */
+    vlm_result res;
+    rc = vlm_generate(vm, &rq, &res, &e);
+    TH_CHECK(rc == 0 && (size_t)res.n_ids == greedy.numel, "%s: vlm_generate gave %d ids (%s)", fixture, res.n_ids,
+             rc ? e.msg : "");
+    for (int i = 0; i < res.n_ids && (size_t)i < greedy.numel; i++)
+        TH_CHECK(res.ids[i] == (int)((const int64_t *)greedy.data)[i], "%s: vlm_generate id %d differs", fixture, i);
+    vlm_close(vm);
+    free(emb);
+    free(logits);
+    free(pixels);
+    npy_free(&rgb);
+    npy_free(&pix);
+    npy_free(&ids);
+    npy_free(&embeds);
+    npy_free(&logits_g);
+    npy_free(&greedy);
+    model_close(&m);
+    remove(path);
+}
+
+/* Quantized conversions: last-logit cosine and top-5 agreement with the f32 golden. */
+static void check_fixture_quant(const char *fixture, int quant, double min_cos, int min_top5)
+{
+    char path[1024];
+    if (golden_convert(fixture, quant, -1, path, sizeof path)) {
+        TH_CHECK(0, "%s: %s conversion failed", fixture, quant == WT_Q8 ? "q8" : "q4");
+        return;
+    }
+    vlm_model *vm;
+    vlm_error e;
+    npy_array rgb, logits_g, top5;
+    int rc = vlm_open(path, 2, &vm, &e);
+    TH_CHECK(rc == 0, "%s: %s", fixture, e.msg);
+    if (rc || golden_load(fixture, "image_rgb", &rgb) || golden_load(fixture, "last_logits", &logits_g) ||
+        golden_load(fixture, "prompt_top5_ids", &top5)) {
+        remove(path);
+        return;
+    }
+    int V = vlm_get_info(vm)->vocab_size;
+    float *logits = malloc(sizeof(float) * V);
+    char question[512];
+    vlm_request rq = {.prompt = question_of(fixture, question, sizeof question), .image_rgb = rgb.data, .image_width = (int)rgb.shape[1],
+                      .image_height = (int)rgb.shape[0], .max_new_tokens = 1, .logits_out = logits};
+    vlm_result res;
+    rc = vlm_generate(vm, &rq, &res, &e);
+    TH_CHECK(rc == 0, "%s: %s", fixture, e.msg);
+    double cs = cosine_similarity(logits, logits_g.data, (size_t)V);
+    /* Top-5 of our logits vs the golden top-5 of the last prompt position. */
+    const int64_t *g5 = (const int64_t *)top5.data + (top5.numel - 5);
+    int ours[5];
+    for (int k = 0; k < 5; k++) {
+        int b = -1;
+        for (int i = 0; i < V; i++) {
+            int taken = 0;
+            for (int j = 0; j < k; j++)
+                taken |= ours[j] == i;
+            if (!taken && (b < 0 || logits[i] > logits[b]))
+                b = i;
+        }
+        ours[k] = b;
+    }
+    int agree = 0;
+    for (int k = 0; k < 5; k++)
+        for (int j = 0; j < 5; j++)
+            agree += ours[k] == (int)g5[j];
+    fprintf(stderr, "%s %s: last-logits cosine %.6f, top-5 overlap %d/5, top-1 %s\n", fixture,
+            quant == WT_Q8 ? "q8" : "q4", cs, agree, ours[0] == (int)g5[0] ? "same" : "differs");
+    TH_CHECK(cs >= min_cos, "%s: cosine %.6f < %.6f", fixture, cs, min_cos);
+    TH_CHECK(agree >= min_top5, "%s: top-5 overlap %d < %d", fixture, agree, min_top5);
+    free(logits);
+    npy_free(&rgb);
+    npy_free(&logits_g);
+    npy_free(&top5);
+    vlm_close(vm);
+    remove(path);
+}
+
+/* Bounds for random-weight fixtures: their logits have no structure, so q4 noise (about 1/16
+ * of each block's range) shows much more than on trained weights; q8 stays near-exact. */
+int main(void)
+{
+    check_fixture_f32("tiny-v2", 1);
+    check_fixture_f32("tiny-v1", 1);
+    /* Thread count must not change any result: rerun with 3 threads, same bounds and ids. */
+    check_fixture_f32("tiny-v2", 3);
+    check_fixture_quant("tiny-v2", WT_Q8, 0.998, 4);
+    check_fixture_quant("tiny-v1", WT_Q8, 0.998, 4);
+    check_fixture_quant("tiny-v2", WT_Q4, 0.93, 2);
+    check_fixture_quant("tiny-v1", WT_Q4, 0.85, 2);
+    return th_report("test_e2e");
+}
