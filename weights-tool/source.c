@@ -404,6 +404,8 @@ static int load_index(src_set *s, const char *path, vlm_error *e)
         return e ? e->code : VLM_EFORMAT;
     int rc = 0;
     const char **kept = NULL; /* (map->len) the loaded name of each entry's shard */
+    size_t *first_of = NULL; /* (nshards) the first weight_map entry naming each distinct shard */
+    size_t nshards = 0;
     char *joined = NULL;
     const json_value *map = json_get(json_root(doc), "weight_map");
     if (!map || map->type != JSON_OBJECT) {
@@ -415,10 +417,11 @@ static int load_index(src_set *s, const char *path, vlm_error *e)
         goto out;
     }
     kept = calloc(map->len, sizeof *kept);
+    first_of = malloc(map->len * sizeof *first_of);
     const char *slash = strrchr(path, '/');
     size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
     joined = malloc(dirlen + 1025);
-    if (!kept || !joined) {
+    if (!kept || !joined || !first_of) {
         rc = vlm_fail(e, VLM_ENOMEM, "%s: out of memory for %zu entries", path, map->len);
         goto out;
     }
@@ -431,15 +434,18 @@ static int load_index(src_set *s, const char *path, vlm_error *e)
                           path, map->keys[i], v && v->type == JSON_STRING ? v->str : "(not a string)");
             break;
         }
-        for (size_t j = 0; j < i; j++) {
-            if (strcmp(map->items[j]->str, v->str) == 0) {
-                kept[i] = kept[j];
+        /* Each distinct shard is loaded once; shards are few, so a scan of them is cheap
+         * even for indexes of 100k tensors. */
+        for (size_t j = 0; j < nshards; j++) {
+            if (strcmp(map->items[first_of[j]]->str, v->str) == 0) {
+                kept[i] = kept[first_of[j]];
                 break;
             }
         }
         if (!kept[i]) {
             memcpy(joined + dirlen, v->str, v->len + 1);
             rc = load_file(s, joined, &kept[i], e);
+            first_of[nshards++] = i;
         }
     }
     if (rc == 0)
@@ -454,6 +460,7 @@ static int load_index(src_set *s, const char *path, vlm_error *e)
                           map->keys[i], kept[i], t->file);
     }
 out:
+    free(first_of);
     free(joined);
     free(kept);
     json_free(doc);

@@ -233,7 +233,7 @@ static int zip_open(const uint8_t *d, size_t size, const char *file, zip_archive
 
 /* ==================================================================== PICKLE */
 
-#define PK_MAX_OBJECTS (1u << 22)
+#define PK_MAX_OBJECTS (1u << 20)
 #define PK_MAX_STACK (1u << 20)
 #define PK_MAX_MARKS 64
 #define PK_MAX_MEMO (1u << 20)
@@ -298,7 +298,7 @@ static int pk_fail_at(pk_machine *m, int code, const char *what)
 static pk_obj *pk_new(pk_machine *m, pk_kind kind)
 {
     if (m->nobjs >= PK_MAX_OBJECTS) {
-        pk_fail_at(m, VLM_ERANGE, "more than 4M pickle objects");
+        pk_fail_at(m, VLM_ERANGE, "more than 1M pickle objects");
         return NULL;
     }
     if (m->nobjs == m->objs_cap) {
@@ -519,6 +519,8 @@ static int pk_persistent_load(pk_machine *m, pk_obj *pid)
         return pk_fail_at(m, VLM_EFORMAT, "storage has a negative element count");
     char member[4096 + 300];
     int mlen = snprintf(member, sizeof member, "%.*sdata/%.*s", (int)m->prefix_len, m->prefix, (int)key->len, key->s);
+    if (mlen < 0 || (size_t)mlen >= sizeof member)
+        return pk_fail_at(m, VLM_ERANGE, "storage member name too long");
     const zip_member *zm = zip_find(m->zip, member, (size_t)mlen);
     if (!zm)
         return vlm_fail(m->e, VLM_EFORMAT, "%s: storage '%.*s' has no member '%s' in the archive", m->file,
