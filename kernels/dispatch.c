@@ -12,28 +12,25 @@
 static kernel_table active;
 static char available[64];
 
+/* Each architecture's levels form a ladder; force names the highest level allowed. */
 static int allowed(const char *force, const char *level)
 {
+    static const char *const ladders[][4] = {{"ref", "avx2", "avx512", NULL}, {"ref", "neon", "dot", NULL}};
     if (!force || !*force)
         return 1;
-    /* Levels are ordered; force names the highest one allowed. */
-    static const char *const order[] = {"ref", "avx2", "avx512", "neon", "dot", NULL};
-    int fi = -1;
-    int li = -1;
-    for (int i = 0; order[i]; i++) {
-        if (!strcmp(order[i], force))
-            fi = i;
-        if (!strcmp(order[i], level))
-            li = i;
+    for (int l = 0; l < 2; l++) {
+        int fi = -1;
+        int li = -1;
+        for (int i = 0; ladders[l][i]; i++) {
+            if (!strcmp(ladders[l][i], force))
+                fi = i;
+            if (!strcmp(ladders[l][i], level))
+                li = i;
+        }
+        if (fi >= 0 && li >= 0)
+            return li <= fi;
     }
-    if (fi < 0)
-        return 1;
-    /* x86 and arm levels are separate ladders: ref < avx2 < avx512, ref < neon < dot. */
-    if (fi >= 3 && li >= 1 && li <= 2)
-        return 0;
-    if (fi >= 1 && fi <= 2 && li >= 3)
-        return 0;
-    return li <= fi;
+    return 0;
 }
 
 const kernel_table *kernels_init(const char *force)

@@ -1,0 +1,41 @@
+/* isa_x86.c: x86-64 CPU feature detection and table filling. Compiled for the baseline so it
+ * runs on every x86-64 CPU; the fill functions live in files built with their ISA flags and are
+ * only called after cpuid and xgetbv (the OS saves the wide registers) say the CPU has them. */
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <string.h>
+
+#include "kernels_isa.h"
+
+void avx2_fill(kernel_table *t);
+
+static unsigned xcr0(void)
+{
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return lo;
+}
+
+/* AVX2 + FMA + F16C, and the OS saves YMM state (XCR0 bits 1 and 2). */
+static int cpu_has_avx2(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
+    if (!(osxsave && avx && fma && f16c) || (xcr0() & 6) != 6 || __get_cpuid_max(0, NULL) < 7)
+        return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    return (b >> 5) & 1;
+}
+
+void isa_fill(kernel_table *t, const char *force, int (*allowed)(const char *, const char *),
+              char *available, size_t cap)
+{
+    if (cpu_has_avx2()) {
+        isa_append(available, cap, "avx2");
+        if (allowed(force, "avx2"))
+            avx2_fill(t);
+    }
+}
+#endif
