@@ -3,14 +3,12 @@
  * level first. $VLM_ISA (or the force argument) caps the level, for tests and bug reports.
  * CPU features come from cpuid + xgetbv (x86: the OS must save the wide registers) or
  * getauxval(AT_HWCAP) (Linux/aarch64). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels.h"
 #include "kernels_isa.h"
-
-static kernel_table active;
-static char available[64];
 
 /* Each architecture's levels form a ladder; force names the highest level allowed. */
 static int allowed(const char *force, const char *level)
@@ -33,14 +31,18 @@ static int allowed(const char *force, const char *level)
     return 0;
 }
 
-const kernel_table *kernels_init(const char *force)
+void kernels_init(const char *force, kernel_table *out)
 {
+    char available[64] = "ref";
     if (!force)
         force = getenv("VLM_ISA");
-    active = kernels_ref;
-    strcpy(available, "ref");
-    isa_fill(&active, force, allowed, available, sizeof available);
-    return &active;
+    *out = kernels_ref;
+    isa_fill(out, force, allowed, available, sizeof available);
 }
 
-const char *kernels_available(void) { return available; }
+void kernels_available(char *buf, size_t cap)
+{
+    kernel_table t;
+    snprintf(buf, cap, "ref");
+    isa_fill(&t, "ref", allowed, buf, cap);
+}

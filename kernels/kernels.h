@@ -102,12 +102,12 @@ typedef struct kernel_table {
 
 extern const kernel_table kernels_ref;
 
-/* The table in use: kernels_ref with every slot the CPU can do faster replaced.
- * force: NULL, or a level name ("ref", "avx2", ...) that caps the selection (from $VLM_ISA).
- * Thread-safe after the first call returns; call once at start-up. */
-const kernel_table *kernels_init(const char *force);
-/* The levels this binary has and this CPU supports, lowest first, e.g. "ref avx2". */
-const char *kernels_available(void);
+/* Fills *out with kernels_ref, then every slot the CPU can do faster replaced.
+ * force: NULL (then $VLM_ISA is consulted), or a level name ("ref", "avx2", "avx512", "neon",
+ * "dot") that caps the selection, for tests, benchmarks and bug reports. Reentrant. */
+void kernels_init(const char *force, kernel_table *out);
+/* Writes the levels this binary has and this CPU supports, lowest first, e.g. "ref avx2". */
+void kernels_available(char *buf, size_t cap);
 
 /* Offline quantizers (the converter) and exact references used by tests. */
 void quant_row_q4(int n, const float *x, blk_q4 *y);

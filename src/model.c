@@ -662,7 +662,8 @@ int model_open(const char *path, int n_threads, const char *isa, model *m, vlm_e
     rc = check_config(path, c, e);
     if (rc)
         goto fail;
-    m->K = kernels_init(isa);
+    kernels_init(isa, &m->kt);
+    m->K = &m->kt;
     m->llm = calloc(c->n_layers, sizeof *m->llm);
     m->kcache = calloc(c->n_layers, sizeof *m->kcache);
     m->vcache = calloc(c->n_layers, sizeof *m->vcache);

@@ -61,7 +61,8 @@ typedef void (*model_probe_fn)(void *ctx, const char *stage, int layer, const fl
 typedef struct model {
     wfile wf;
     wf_config cfg;
-    const kernel_table *K;
+    kernel_table kt;        /* this model's own copy: models with different levels coexist */
+    const kernel_table *K;  /* &kt */
     pool *pool;
     tokenizer *tok;
     model_probe_fn probe;

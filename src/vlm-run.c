@@ -113,8 +113,11 @@ int main(int argc, char **argv)
                 usage(stdout);
                 return 0;
             } else if (!strcmp(a, "-v") || !strcmp(a, "--version")) {
-                const kernel_table *k = kernels_init(NULL);
-                printf("vlm-run 0.1: kernels %s (available: %s)\n", k->level, kernels_available());
+                kernel_table k;
+                char avail[64];
+                kernels_init(NULL, &k);
+                kernels_available(avail, sizeof avail);
+                printf("vlm-run 0.1: kernels %s (available: %s)\n", k.level, avail);
                 return 0;
             } else {
                 fprintf(stderr, "vlm-run: unknown or incomplete option '%s' (see --help)\n", a);
