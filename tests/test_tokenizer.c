@@ -356,6 +356,35 @@ static void test_invalid_utf8(const tokenizer *t)
     /* Decode: byte pieces that do not form UTF-8 give one U+FFFD per byte. */
     static const int bad_bytes[] = {3 + 0xE4, 3 + 0xBD, 3 + 'A', 3 + 0xFF};
     check_decode(t, bad_bytes, 4, "\xef\xbf\xbd\xef\xbf\xbd" "A" "\xef\xbf\xbd", 10, "invalid byte run");
+    /* Long byte runs (the decoder buffers them in blocks): 63 'A' bytes then a 4-byte emoji
+     * that straddles the block boundary, then 100 bytes 0xFF. */
+    int run[63 + 4 + 100];
+    char want[63 + 4 + 300];
+    size_t n = 0, wn = 0;
+    for (int i = 0; i < 63; i++)
+        run[n++] = 3 + 'A', want[wn++] = 'A';
+    static const uint8_t emoji[] = {0xF0, 0x9F, 0x98, 0x80};
+    for (int i = 0; i < 4; i++)
+        run[n++] = 3 + emoji[i], want[wn++] = (char)emoji[i];
+    for (int i = 0; i < 100; i++) {
+        run[n++] = 3 + 0xFF;
+        memcpy(want + wn, "\xef\xbf\xbd", 3);
+        wn += 3;
+    }
+    check_decode(t, run, n, want, wn, "long byte run");
+    /* 30 emoji in a row: encoded by byte fallback (no emoji piece), decoded back exactly. */
+    char text[121];
+    for (int i = 0; i < 30; i++)
+        memcpy(text + 4 * i, emoji, 4);
+    int ids[200];
+    size_t n_ids = 0, back_len = 0;
+    vlm_error e = {0};
+    char back[200];
+    int rc = tok_encode(t, text, 120, ids, 200, &n_ids, &e);
+    TH_CHECK(rc == 0 && n_ids == 121 && ids[0] == 29871 && ids[1] == 3 + 0xF0 && ids[120] == 3 + 0x80,
+             "30 emoji: %zu ids", n_ids);
+    rc = tok_decode(t, ids, n_ids, back, sizeof back, &back_len, &e);
+    TH_CHECK(rc == 0 && back_len == 120 && memcmp(back, text, 120) == 0, "30 emoji round trip");
 }
 
 static void test_edges(const tokenizer *t)
