@@ -38,6 +38,7 @@ struct tokenizer {
 
 /* ---- piece index ---- */
 
+/* Hash of piece bytes for the open-addressing index. */
 static uint64_t hash_bytes(const uint8_t *s, size_t n)
 {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
@@ -46,6 +47,7 @@ static uint64_t hash_bytes(const uint8_t *s, size_t n)
     return h ^ (h >> 29);
 }
 
+/* Bytes and start of piece id; 0 <= id < n_vocab (validated by tok_create). */
 static size_t piece_len(const tokenizer *t, int id) { return t->offsets[id + 1] - t->offsets[id]; }
 static const uint8_t *piece_ptr(const tokenizer *t, int id) { return t->text + t->offsets[id]; }
 
@@ -124,6 +126,8 @@ size_t utf8_stable_prefix(const char *s, size_t len)
 
 /* ---- creation ---- */
 
+/* Value of a byte piece named exactly <0xXX> (uppercase hex, as sentencepiece writes
+ * them), or -1 for any other text. */
 static int byte_piece_value(const uint8_t *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -135,6 +139,8 @@ static int byte_piece_value(const uint8_t *s, size_t n)
     return (int)((h1 - hex) * 16 + (h2 - hex));
 }
 
+/* See tokenizer.h. Also requires exactly one UNKNOWN piece, valid UTF-8 in every non-byte
+ * piece, no NaN score, byte pieces only with TOK_BYTE_FALLBACK, and no unknown flag bits. */
 int tok_create(int n_vocab, const uint8_t *text, size_t text_len, const uint32_t *offsets, const float *scores,
                const uint8_t *types, uint32_t flags, tokenizer **out, vlm_error *e)
 {
@@ -243,6 +249,7 @@ int tok_create(int n_vocab, const uint8_t *text, size_t text_len, const uint32_t
     return 0;
 }
 
+/* Frees the index (never the borrowed arrays); NULL is allowed. */
 void tok_free(tokenizer *t)
 {
     if (!t)
@@ -251,8 +258,10 @@ void tok_free(tokenizer *t)
     free(t);
 }
 
+/* Number of pieces. */
 int tok_n_vocab(const tokenizer *t) { return t->n_vocab; }
 
+/* See tokenizer.h; len may be NULL. */
 const char *tok_piece(const tokenizer *t, int id, size_t *len)
 {
     if (id < 0 || id >= t->n_vocab)
@@ -275,6 +284,7 @@ static size_t match_user_defined(const tokenizer *t, const uint8_t *s, size_t n)
     return 0;
 }
 
+/* Appends s[0:k] at out + *n; the caller sized out. */
 static void put_bytes(uint8_t *out, size_t *n, const void *s, size_t k)
 {
     memcpy(out + *n, s, k);
@@ -351,6 +361,7 @@ static int pair_before(const pair *a, const pair *b)
     return a->score > b->score || (a->score == b->score && a->left < b->left);
 }
 
+/* Binary max-heap over pair_before; heap has room for one more entry. */
 static void heap_push(pair *heap, size_t *n, pair p)
 {
     size_t i = (*n)++;
@@ -364,6 +375,7 @@ static void heap_push(pair *heap, size_t *n, pair p)
     heap[i] = p;
 }
 
+/* Removes and returns the best pair; *n > 0. */
 static pair heap_pop(pair *heap, size_t *n)
 {
     pair top = heap[0], last = heap[--*n];
@@ -400,6 +412,8 @@ typedef struct encoder {
     size_t n_rev;
 } encoder;
 
+/* Remembers that UNUSED piece id can be formed from l and r (the last record wins, as in
+ * sentencepiece). The table is never full: it has 2x the maximum number of pushes. */
 static void rev_record(encoder *en, int id, const symbol *l, const symbol *r)
 {
     size_t mask = en->n_rev - 1, i = ((size_t)id * 2654435761u) & mask;
@@ -408,6 +422,7 @@ static void rev_record(encoder *en, int id, const symbol *l, const symbol *r)
     en->rev[i] = (rev_merge){id, l->start, l->len, r->start, r->len};
 }
 
+/* The record for UNUSED piece id, or NULL if it was never formed by a merge. */
 static const rev_merge *rev_find(const encoder *en, int id)
 {
     size_t mask = en->n_rev - 1, i = ((size_t)id * 2654435761u) & mask;
@@ -419,6 +434,8 @@ static const rev_merge *rev_find(const encoder *en, int id)
     return NULL;
 }
 
+/* Queues the merge of adjacent symbols left and right if their concatenation is a mergeable
+ * piece and neither is frozen; -1 for either side means no neighbour. */
 static void maybe_add_pair(encoder *en, int left, int right)
 {
     if (left < 0 || right < 0)
@@ -443,6 +460,7 @@ typedef struct emitter {
     int overflow;
 } emitter;
 
+/* Stores id if there is room; otherwise only counts it and flags the overflow. */
 static void emit_id(emitter *em, int id)
 {
     if (em->n < em->cap)
@@ -452,6 +470,7 @@ static void emit_id(emitter *em, int id)
     em->n++;
 }
 
+/* Emits final piece s[0:n] whose id is id (-1: not in the vocabulary, i.e. unknown). */
 static void emit_piece(const tokenizer *t, emitter *em, const uint8_t *s, size_t n, int id)
 {
     if (id < 0)
@@ -487,6 +506,8 @@ static void emit_symbol(const encoder *en, emitter *em, uint32_t start, uint32_t
     }
 }
 
+/* See tokenizer.h. text is arbitrary bytes (len <= 256 MiB; NULL only with len 0); on
+ * VLM_ERANGE *n is 0. Each input byte gives at most 3 ids (plus 1 for the dummy prefix). */
 int tok_encode(const tokenizer *t, const char *text, size_t len, int *ids, size_t cap, size_t *n, vlm_error *e)
 {
     *n = 0;
@@ -579,6 +600,7 @@ typedef struct out_buf {
     int overflow;
 } out_buf;
 
+/* Appends p[0:k] unless that leaves no room for the NUL; then only flags the overflow. */
 static void out_put(out_buf *o, const void *p, size_t k)
 {
     /* Keep one byte for the NUL terminator. */
@@ -606,6 +628,7 @@ static void flush_bytes(out_buf *o, const uint8_t *bytes, size_t n)
     }
 }
 
+/* See tokenizer.h. cap >= 1; ids may be NULL only with n == 0. On error out is "". */
 int tok_decode(const tokenizer *t, const int *ids, size_t n, char *out, size_t cap, size_t *len, vlm_error *e)
 {
     *len = 0;

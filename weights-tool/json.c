@@ -42,6 +42,7 @@ struct json_doc {
  *   json_value *items[len]; size_t key_len[len]; uint32_t order[len];
  * where order is the permutation sorting the keys (by bytes, then length). Hidden from the
  * public struct so that json.h stays as declared; only this file ever looks past items[len]. */
+/* Hidden per-object arrays (see above); obj must be a JSON_OBJECT built by this file. */
 static size_t *obj_key_len(const json_value *obj) { return (size_t *)(obj->items + obj->len); }
 static uint32_t *obj_order(const json_value *obj) { return (uint32_t *)(obj_key_len(obj) + obj->len); }
 
@@ -109,12 +110,14 @@ static int fail_at(parser *p, size_t at, int code, const char *what)
                     p->name, what, line, col, at, p->len);
 }
 
+/* The arena or the pending stack could not grow: VLM_ENOMEM naming the input. */
 static int fail_nomem(parser *p)
 {
     return vlm_fail(p->e, VLM_ENOMEM, "%s: JSON document needs more than the %zu MiB budget",
                     p->name, JSON_MAX_ARENA >> 20);
 }
 
+/* Advances over JSON whitespace (space, tab, LF, CR only: RFC 8259 allows nothing else). */
 static void skip_ws(parser *p)
 {
     while (p->pos < p->len) {
@@ -125,6 +128,7 @@ static void skip_ws(parser *p)
     }
 }
 
+/* Appends a parsed child to the shared stack of open containers; 0 or VLM_ENOMEM. */
 static int push_pending(parser *p, json_value *v, const char *key, size_t key_len)
 {
     if (p->n_stack == p->cap_stack) {
@@ -164,6 +168,7 @@ static int read_hex4(const parser *p, size_t at, unsigned *out)
     return 0;
 }
 
+/* Writes code point cp (<= U+10FFFF, not a surrogate) as UTF-8 to o (room for 4); returns bytes. */
 static size_t put_utf8(unsigned char *o, unsigned cp)
 {
     if (cp < 0x80) {
@@ -293,8 +298,11 @@ static int parse_string(parser *p, const char **out, size_t *out_len)
     return 0;
 }
 
+/* ASCII digit test that ignores the locale, unlike isdigit. */
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
+/* Parses the number at p->pos into v after checking the RFC 8259 grammar by hand, so strtod
+ * never sees hex, inf, nan or a leading '+'. VLM_EFORMAT on bad grammar, VLM_ERANGE on overflow. */
 static int parse_number(parser *p, json_value *v)
 {
     size_t start = p->pos, i = start;
@@ -359,6 +367,7 @@ static int parse_number(parser *p, json_value *v)
     return 0;
 }
 
+/* Consumes the literal word (true/false/null) at p->pos or fails with VLM_EFORMAT. */
 static int parse_literal(parser *p, const char *word)
 {
     size_t n = strlen(word);
@@ -368,6 +377,7 @@ static int parse_literal(parser *p, const char *word)
     return 0;
 }
 
+/* Orders keys by bytes, then by length (keys may hold NUL, so strcmp would be wrong). */
 static int key_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
     int c = memcmp(a, b, alen < blen ? alen : blen);
@@ -491,6 +501,7 @@ static int parse_container(parser *p, json_value *v, int is_object)
     return 0;
 }
 
+/* Parses one value at p->pos (after whitespace) into a new arena node *out. 0 or VLM_E*. */
 static int parse_value(parser *p, json_value **out)
 {
     skip_ws(p);
@@ -527,6 +538,7 @@ static int parse_value(parser *p, json_value **out)
     }
 }
 
+/* See json.h. text need not be NUL-terminated; len <= 256 MiB. */
 json_doc *json_parse(const char *text, size_t len, const char *name, vlm_error *e)
 {
     if (!name)
@@ -560,6 +572,7 @@ json_doc *json_parse(const char *text, size_t len, const char *name, vlm_error *
     return d;
 }
 
+/* See json.h. Files over max_bytes are VLM_ERANGE, unreadable ones VLM_EIO. */
 json_doc *json_parse_file(const char *path, size_t max_bytes, vlm_error *e)
 {
     FILE *f = fopen(path, "rb");
@@ -607,8 +620,10 @@ json_doc *json_parse_file(const char *path, size_t max_bytes, vlm_error *e)
     return d;
 }
 
+/* The root value; NULL only for a NULL doc. */
 const json_value *json_root(const json_doc *d) { return d ? d->root : NULL; }
 
+/* Frees the document and every value and string in it; NULL is allowed. */
 void json_free(json_doc *d)
 {
     if (!d)
@@ -622,6 +637,7 @@ void json_free(json_doc *d)
     free(d);
 }
 
+/* Value of key in obj (binary search on the sorted index for 8+ keys, else a scan), or NULL. */
 const json_value *json_get(const json_value *obj, const char *key)
 {
     if (!obj || obj->type != JSON_OBJECT || !key || !obj->len)
@@ -650,12 +666,14 @@ const json_value *json_get(const json_value *obj, const char *key)
     return NULL;
 }
 
+/* See json.h: NULL when absent or not a string. */
 const char *json_get_str(const json_value *obj, const char *key)
 {
     const json_value *v = json_get(obj, key);
     return v && v->type == JSON_STRING ? v->str : NULL;
 }
 
+/* See json.h. */
 int json_get_num(const json_value *obj, const char *key, double *out)
 {
     const json_value *v = json_get(obj, key);
@@ -665,6 +683,7 @@ int json_get_num(const json_value *obj, const char *key, double *out)
     return 1;
 }
 
+/* See json.h: integral values only; 1.0 counts, 1.5 does not. */
 int json_get_int(const json_value *obj, const char *key, int64_t lo, int64_t hi, int64_t *out)
 {
     const json_value *v = json_get(obj, key);
@@ -681,6 +700,7 @@ int json_get_int(const json_value *obj, const char *key, int64_t lo, int64_t hi,
     return 1;
 }
 
+/* See json.h. */
 int json_get_bool(const json_value *obj, const char *key, int *out)
 {
     const json_value *v = json_get(obj, key);

@@ -43,6 +43,7 @@ typedef struct spm_ctx {
     vlm_error *e;
 } spm_ctx;
 
+/* Reads a base-128 varint of at most 10 bytes; -1 if truncated or longer than 64 bits. */
 static int read_varint(pb_reader *r, uint64_t *out)
 {
     uint64_t v = 0;
@@ -118,6 +119,7 @@ static int next_field(pb_reader *r, pb_field *f, const char *what, const spm_ctx
     }
 }
 
+/* 0 if f has the wire type the schema gives field, else VLM_EFORMAT naming it. */
 static int expect_wire(const pb_field *f, int wire, const char *what, const char *field, const spm_ctx *c)
 {
     if (f->wire == wire)
@@ -140,6 +142,7 @@ static int get_int32(const pb_field *f, const char *field, int *out, const spm_c
     return 0;
 }
 
+/* Reads the TrainerSpec fields we keep from buf[start:start+len] into m. 0 or VLM_EFORMAT. */
 static int parse_trainer_spec(const uint8_t *buf, size_t start, size_t len, spm_model *m, const spm_ctx *c)
 {
     pb_reader r = {buf, start, start + len};
@@ -187,6 +190,7 @@ static int parse_trainer_spec(const uint8_t *buf, size_t start, size_t len, spm_
     return rc;
 }
 
+/* Reads the NormalizerSpec fields we keep from buf[start:start+len] into m. 0 or VLM_EFORMAT. */
 static int parse_normalizer_spec(const uint8_t *buf, size_t start, size_t len, spm_model *m, const spm_ctx *c)
 {
     pb_reader r = {buf, start, start + len};
@@ -272,6 +276,8 @@ static int parse_piece(const uint8_t *buf, size_t start, size_t len, int i, spm_
     return 0;
 }
 
+/* See spm.h. On error *out is zeroed (spm_free on it is harmless). Proto defaults apply to
+ * absent fields: model_type 1, add_dummy_prefix/remove_extra_whitespaces/escape_whitespaces 1. */
 int spm_parse(const uint8_t *buf, size_t len, const char *name, spm_model *out, vlm_error *e)
 {
     spm_ctx c = {name ? name : "<tokenizer.model>", e};
@@ -348,6 +354,7 @@ int spm_parse(const uint8_t *buf, size_t len, const char *name, spm_model *out, 
     return 0;
 }
 
+/* Reads the whole file (at most 1 GiB) and parses it; VLM_EIO if it cannot be read. */
 int spm_load_file(const char *path, spm_model *out, vlm_error *e)
 {
     memset(out, 0, sizeof *out);
@@ -390,6 +397,7 @@ int spm_load_file(const char *path, spm_model *out, vlm_error *e)
     return rc;
 }
 
+/* Frees the arrays and zeroes *m; NULL and zeroed models are allowed. */
 void spm_free(spm_model *m)
 {
     if (!m)
