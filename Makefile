@@ -86,8 +86,38 @@ test: all
 	  echo "== $$t"; $(RUN) $$t || { echo "FAILED: $$t"; fail=1; }; \
 	done; exit $$fail
 
+# Fuzz corpora: tests/data/**/corpus/fuzz_<name>/; fuzz_npy replays the golden .npy files.
+# Replays every fuzz target over its corpus (CI runs this under the sanitizers).
+fuzz-replay: $(FUZZ_REPLAY)
+	@fail=0; for f in $(FUZZ_REPLAY); do t=$$(basename $$f); \
+	  dirs="$$(find tests/data -type d -path '*corpus*' -name $$t)"; \
+	  [ $$t = fuzz_npy ] && dirs="tests/data/fixtures/tiny-v2/goldens tests/data/preprocess"; \
+	  [ -n "$$dirs" ] || { echo "no corpus for $$t"; fail=1; continue; }; \
+	  $(RUN) $$f $$dirs || { echo "FAILED: $$t"; fail=1; }; \
+	done; exit $$fail
+
+# AddressSanitizer + UndefinedBehaviorSanitizer build of everything, then the tests and corpora.
+SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+sanitize:
+	$(MAKE) O=build-asan OPT="-O1 $(SAN)" LDFLAGS="$(SAN)" test fuzz-replay
+
+# libFuzzer (clang): FUZZ_SECONDS per target, starting from the corpora. Needs clang.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@for src in $(FUZZ_SRC); do t=$$(basename $$src .c); \
+	  dirs="$$(find tests/data -type d -path '*corpus*' -name $$t)"; \
+	  [ $$t = fuzz_npy ] && dirs="tests/data/fixtures/tiny-v2/goldens"; \
+	  mkdir -p build-fuzz/corpus/$$t; \
+	  clang -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -Isrc -Isrc/image -Ikernels -Iweights-tool \
+	    -fsanitize=fuzzer,address,undefined -o build-fuzz/$$t $$src \
+	    $(filter-out src/vlm-run.c,$(wildcard src/*.c)) $(wildcard src/image/*.c) \
+	    $(wildcard kernels/*.c kernels/ref/*.c) $(TOOL_SRC) -lm -lpthread || exit 1; \
+	  echo "== $$t ($(FUZZ_SECONDS) s)"; \
+	  build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 build-fuzz/corpus/$$t $$dirs 2>&1 | tail -3 || exit 1; \
+	done
+
 clean:
 	rm -rf build build-*
 
-.PHONY: all test clean
+.PHONY: all test clean fuzz fuzz-replay sanitize
 .SECONDARY:
