@@ -612,6 +612,67 @@ static void test_torch_synthetic(void)
     torch_free(&tf);
 }
 
+/* Appends a string literal's bytes (embedded NULs included). */
+#define B(b, lit) b_put((b), (lit), sizeof(lit) - 1)
+
+static void pk_su(bytes *b, const char *s)
+{
+    b_u8(b, 0x8c);
+    b_u8(b, (unsigned)strlen(s));
+    b_str(b, s);
+}
+
+/* Protocol 4 as newer torch versions can write it: FRAME, MEMOIZE, STACK_GLOBAL,
+ * SHORT_BINUNICODE, TUPLE3; plus a list value with BINFLOAT, NONE, BININT2, LONG1 and APPENDS
+ * (skipped: not a tensor). "w" is a 3-d view with strides (1, 4, 2); "y" is the same object. */
+static void test_torch_protocol4(void)
+{
+    torch_file tf;
+    memset(&tf, 0, sizeof tf);
+    tf.nstorage = 1;
+    tf.keys[0] = "0";
+    for (int i = 0; i < 16; i++)
+        b_u32(&tf.storage[0], f32_bits((float)i));
+    bytes body = {0};
+    b_put(&body, "}\x94(", 3);
+    pk_su(&body, "w");
+    b_u8(&body, 0x94);
+    pk_su(&body, "torch._utils");
+    pk_su(&body, "_rebuild_tensor_v2");
+    b_put(&body, "\x93\x94((", 4);
+    pk_su(&body, "storage");
+    pk_su(&body, "torch");
+    pk_su(&body, "FloatStorage");
+    b_u8(&body, 0x93);
+    pk_su(&body, "0");
+    pk_su(&body, "cpu");
+    b_put(&body, "K\x10tQK\x00", 6);
+    B(&body, "K\x02K\x02K\x02\x87K\x01K\x04K\x02\x87\x89Nt\x94R\x94"); /* memo 4 = tensor */
+    pk_su(&body, "x");
+    B(&body, "]\x94(G\x3f\xf8\0\0\0\0\0\0N\x88M\x00\x01\x8a\x02\xff\x7f" "e");
+    pk_su(&body, "y");
+    b_put(&body, "h\x04u\x94.", 5);
+    b_put(&tf.pkl, "\x80\x04\x95", 3);
+    b_u64(&tf.pkl, body.n);
+    b_put(&tf.pkl, body.p, body.n);
+    free(body.p);
+    bytes z = {0};
+    torch_build(&tf, &z);
+    src_set *s = NULL;
+    vlm_error e = {0};
+    int rc = load_mem('t', z.p, z.n, &s, &e);
+    TH_CHECK(rc == 0, "protocol 4 pickle: %s", e.msg);
+    if (s) {
+        TH_CHECK(src_count(s) == 2, "protocol 4: %d tensors, expected 2", src_count(s));
+        const float want[] = {0, 2, 4, 6, 1, 3, 5, 7};
+        expect_values(s, "w", 3, (const int64_t[]){2, 2, 2}, want, 8);
+        expect_values(s, "y", 3, (const int64_t[]){2, 2, 2}, want, 8);
+        src_close(s);
+    }
+    free(z.p);
+    torch_free(&tf);
+}
+
 /* Builds the sample with one change to the pickle or archive and expects code and a message
  * containing needle. */
 typedef void (*torch_mutator)(torch_file *tf);
@@ -974,6 +1035,7 @@ int main(void)
     test_stories();
     test_towers_match_clip();
     test_torch_synthetic();
+    test_torch_protocol4();
     test_torch_errors();
     test_safetensors_synthetic();
     test_sharded();
