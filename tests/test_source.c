@@ -1015,6 +1015,9 @@ static void test_sharded(void)
     /* A single file path works too, and an empty file is refused. */
     s = open_ok(td_file(&td, "pytorch_model-00001-of-00001.bin"));
     src_close(s);
+    td_write(&td, "legacy.bin", "\x80\x02\x8a\x0a", 4);
+    rc = open_code(td_file(&td, "legacy.bin"), &e);
+    TH_CHECK(rc == VLM_EUNSUPPORTED && strstr(e.msg, "legacy"), "legacy torch file: %d %s", rc, e.msg);
     td_write(&td, "empty.safetensors", "", 0);
     rc = open_code(td_file(&td, "empty.safetensors"), &e);
     TH_CHECK(rc == VLM_EFORMAT && strstr(e.msg, "empty"), "empty file: %d %s", rc, e.msg);
