@@ -138,7 +138,8 @@ static int huff_build(huff *h, const uint8_t *lens, unsigned nsym, int kind, con
     return 0;
 }
 
-/* Decodes one symbol; -1 for a code that is not in the tree. buf must hold >= 15 bits. */
+/* Decodes one symbol; -1 for a code that is not in the tree. buf must hold >= 15 bits (past
+ * the end of the input they are zero padding, which the caller detects through over). */
 static inline int huff_decode(bitreader *b, const huff *h)
 {
     unsigned entry = h->fast[b->buf & ((1u << FAST_BITS) - 1)];
@@ -195,13 +196,20 @@ static int fail_truncated(inflater *z)
 /* Decodes the symbols of one Huffman block with z->lit / z->dist up to end-of-block. */
 static int inflate_codes(inflater *z)
 {
-    bitreader *b = &z->br;
+    /* A local copy: stores to out[] (bytes) could alias the reader's fields in *z, which would
+     * force a reload of the bit buffer after every output byte. */
+    bitreader local = z->br;
+    bitreader *b = &local;
     uint8_t *out = z->out;
     size_t n = z->n, cap = z->cap;
     for (;;) {
-        br_refill(b);
-        if (b->over)
-            return fail_truncated(z);
+        /* A literal/length code and its extra bits take at most 15 + 5 bits: refilling only
+         * below that lets several literals share one refill. */
+        if (b->cnt < 20) {
+            br_refill(b);
+            if (b->over)
+                return fail_truncated(z);
+        }
         int sym = huff_decode(b, &z->lit);
         if (sym < 256) {
             if (sym < 0)
@@ -218,8 +226,9 @@ static int inflate_codes(inflater *z)
         if (sym >= 29)
             return vlm_fail(z->e, VLM_EFORMAT, "deflate stream: invalid length symbol %d",
                             sym + 257);
-        /* 15 + 5 + 15 + 13 = 48 bits at most for a length/distance pair: one refill covers it. */
         size_t len = LEN_BASE[sym] + br_take(b, LEN_EXTRA[sym]);
+        if (b->cnt < 28) /* a distance code and its extra bits: at most 15 + 13 bits */
+            br_refill(b);
         int dsym = huff_decode(b, &z->dist);
         if (dsym < 0 || dsym >= 30)
             return vlm_fail(z->e, VLM_EFORMAT, "deflate stream: invalid distance code %d", dsym);
@@ -252,6 +261,7 @@ static int inflate_codes(inflater *z)
         }
     }
     z->n = n;
+    z->br = local;
     return 0;
 }
 
