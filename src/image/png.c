@@ -10,6 +10,9 @@
 #include "decoders.h"
 #include "util.h"
 
+/* Absolute pixel ceiling (2^40), independent of the caller's limits. */
+#define PNG_MAX_PIXELS ((uint64_t)1 << 40)
+
 static const uint8_t PNG_SIGNATURE[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
 enum { COLOR_GRAY = 0, COLOR_RGB = 2, COLOR_PALETTE = 3, COLOR_GRAY_ALPHA = 4, COLOR_RGBA = 6 };
@@ -384,7 +387,8 @@ int png_decode(const uint8_t *buf, size_t len, const char *name, const image_lim
         return rc;
 
     uint64_t pixels = (uint64_t)h.width * h.height;
-    if (pixels > max_pixels)
+    /* The fixed 2^40 ceiling keeps every size below in 64 bits whatever limits the caller set. */
+    if (pixels > max_pixels || pixels > PNG_MAX_PIXELS)
         return vlm_fail(e, VLM_ERANGE, "%s: %ux%u = %llu pixels exceeds the limit of %llu", name,
                         h.width, h.height, (unsigned long long)pixels,
                         (unsigned long long)max_pixels);
@@ -397,10 +401,17 @@ int png_decode(const uint8_t *buf, size_t len, const char *name, const image_lim
         if (!pw || !ph)
             continue;
         uint64_t rb = row_bytes(pw, h.pixel_bits);
-        raw_size += (rb + 1) * ph; /* < 2^31 * (2^34 + 1): no overflow */
+        raw_size += (rb + 1) * ph; /* <= 8 * 2^40 + 2^31 per pass: no overflow */
         if (rb > widest)
             widest = rb;
     }
+    /* Deflate expands at most 1032:1 (a 258-byte match in two 1-bit codes): refuse data that
+     * cannot fill the image before allocating for it. */
+    if (raw_size / 1032 > (uint64_t)idat_total + 1)
+        return vlm_fail(e, VLM_EFORMAT,
+                        "%s: %zu bytes of image data cannot hold the %llu bytes a %ux%u image needs "
+                        "(file truncated?)",
+                        name, idat_total, (unsigned long long)raw_size, h.width, h.height);
     uint64_t rgb_size = pixels * 3;
     uint64_t need = rgb_size + raw_size + idat_total + widest;
     if (need > max_bytes || raw_size > SIZE_MAX || need > SIZE_MAX)

@@ -133,6 +133,12 @@ int pnm_decode(const uint8_t *buf, size_t len, const char *name, const image_lim
     if (pixels > max_pixels)
         return vlm_fail(e, VLM_ERANGE, "%s: %ux%u = %llu pixels exceeds the limit of %llu", name,
                         width, height, (unsigned long long)pixels, (unsigned long long)max_pixels);
+    /* Every pixel takes at least one bit of the file (P4): this bounds pixels by 2^36 before
+     * the sizes below are computed, whatever limits the caller set. */
+    if (pixels / 8 > len)
+        return vlm_fail(e, VLM_EFORMAT,
+                        "%s: truncated: a %ux%u image cannot fit in a %zu-byte file", name, width,
+                        height, len);
     uint64_t samples = pixels * channels;
     size_t sample_bytes = maxval > 255 ? 2 : 1;
     /* Raster bytes the header promises; checked against the file before any allocation. */
