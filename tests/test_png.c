@@ -292,6 +292,17 @@ static void test_limits(void)
     rc = png_decode(big, 57, "huge.png", NULL, &img, &e);
     TH_CHECK(rc == VLM_ERANGE && strstr(e.msg, "huge.png") && strstr(e.msg, "pixels"),
              "huge header: rc %d %s", rc, e.msg);
+
+    /* 10000 x 10000 is within the limits, but an empty IDAT cannot hold it: refused before
+     * allocating the 300 MB the image would need. */
+    big[16] = big[17] = big[20] = big[21] = 0;
+    big[18] = big[22] = 0x27;
+    big[19] = big[23] = 0x10;
+    crc = crc32_ref(big + 12, 17);
+    big[29] = (uint8_t)(crc >> 24), big[30] = (uint8_t)(crc >> 16), big[31] = (uint8_t)(crc >> 8);
+    big[32] = (uint8_t)crc;
+    rc = png_decode(big, 57, "bomb.png", NULL, &img, &e);
+    TH_CHECK(rc == VLM_EFORMAT && strstr(e.msg, "cannot hold"), "bomb: rc %d %s", rc, e.msg);
     free(buf);
 }
 

@@ -64,6 +64,8 @@ static const pnm_case CASES[] = {
     {"ASCII garbage sample", "P3 1 1 255 1 2 x\n", 0, VLM_EFORMAT, 0, 0, NULL, "not a number"},
     {"ASCII too few samples", "P3 2 1 255 1 2 3 4 5\n", 0, VLM_EFORMAT, 0, 0, NULL, "truncated"},
     {"P1 bad digit", "P1 2 1 0 2\n", 0, VLM_EFORMAT, 0, 0, NULL, "expected '0' or '1'"},
+    {"1e8 pixels in a tiny file", "P5 10000 10000 255\n\1", 0, VLM_EFORMAT, 0, 0, NULL,
+     "cannot fit"},
     {"huge image over the pixel limit", "P6 100000 100000 255\n", 0, VLM_ERANGE, 0, 0, NULL,
      "pixels exceeds"},
 };
