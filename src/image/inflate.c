@@ -78,6 +78,8 @@ static size_t br_byte_pos(bitreader *b)
     return p;
 }
 
+/* The low len bits of code in reverse order (deflate sends Huffman codes MSB first into an
+ * LSB-first stream, so table indices are bit-reversed codes). */
 static unsigned reverse_bits(unsigned code, unsigned len)
 {
     unsigned r = 0;
@@ -187,6 +189,7 @@ typedef struct inflater {
     vlm_error *e;
 } inflater;
 
+/* The error for input that ends inside the stream. Returns VLM_EFORMAT. */
 static int fail_truncated(inflater *z)
 {
     return vlm_fail(z->e, VLM_EFORMAT, "deflate stream: truncated (input ends after %zu bytes)",
@@ -265,6 +268,8 @@ static int inflate_codes(inflater *z)
     return 0;
 }
 
+/* Copies one stored block (after its 3 header bits): LEN/NLEN checked, bounds checked.
+ * Returns 0, VLM_EFORMAT or VLM_ERANGE. */
 static int inflate_stored(inflater *z)
 {
     bitreader *b = &z->br;
@@ -291,6 +296,7 @@ static int inflate_stored(inflater *z)
     return 0;
 }
 
+/* Loads the fixed literal/length and distance trees (RFC 1951 3.2.6) into z. */
 static int build_fixed(inflater *z)
 {
     uint8_t lens[LITLEN_SYMS];
@@ -307,6 +313,8 @@ static int build_fixed(inflater *z)
     return 0;
 }
 
+/* Reads the code length code and the code lengths of a dynamic block header and builds
+ * z->lit and z->dist from them. Returns 0 or VLM_EFORMAT naming the broken rule. */
 static int build_dynamic(inflater *z)
 {
     bitreader *b = &z->br;
@@ -369,6 +377,7 @@ static int build_dynamic(inflater *z)
     return 0;
 }
 
+/* Adler-32 (RFC 1950) of p[0:n]. */
 static uint32_t adler32(const uint8_t *p, size_t n)
 {
     uint32_t a = 1, s = 0;

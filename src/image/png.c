@@ -34,6 +34,7 @@ static const uint8_t ADAM7_Y0[7] = {0, 0, 4, 0, 2, 0, 1};
 static const uint8_t ADAM7_DX[7] = {8, 8, 4, 4, 2, 2, 1};
 static const uint8_t ADAM7_DY[7] = {8, 8, 8, 4, 4, 2, 2};
 
+/* PNG integers are big-endian. */
 static uint32_t rd_be32(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -72,17 +73,20 @@ static uint32_t crc32_of(const crc_tables *c, const uint8_t *p, size_t n)
     return v ^ 0xffffffffu;
 }
 
+/* Chunk type bytes must be ASCII letters (their case bits carry the chunk properties). */
 static int is_chunk_letter(uint8_t c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
 
 /* Bytes of one filtered row without its filter byte: ceil(width * pixel_bits / 8). width is
  * below 2^31 and pixel_bits at most 64, so the product fits 64 bits. */
 static uint64_t row_bytes(uint64_t width, unsigned pixel_bits) { return (width * pixel_bits + 7) / 8; }
 
+/* Pixels of one axis of an Adam7 pass: those at start, start + step, ... below size. */
 static uint32_t pass_extent(uint32_t size, unsigned start, unsigned step)
 {
     return size > start ? (size - start + step - 1) / step : 0;
 }
 
+/* Reads and validates IHDR (13 bytes at d) into h. Returns 0 or VLM_EFORMAT. */
 static int parse_ihdr(const uint8_t *d, uint32_t len, const char *name, png_header *h,
                       vlm_error *e)
 {

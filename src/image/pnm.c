@@ -18,6 +18,7 @@ typedef struct pnm_reader {
     vlm_error *e;
 } pnm_reader;
 
+/* Netpbm whitespace: space, TAB, LF, VT, FF, CR. */
 static int is_pnm_space(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
 /* Skips whitespace and '#' comments (which run to the next CR or LF). */
