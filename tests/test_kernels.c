@@ -437,7 +437,7 @@ static void quant_input(ctx *c, float *x, int n)
             break;
         case 4:
             for (int j = 0; j < QK; j++)
-                xb[j] *= 1e-33f;
+                xb[j] *= 1e-28f; /* d stays a normal or subnormal f32 with a finite 1/d */
             break;
         }
     }

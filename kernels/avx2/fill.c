@@ -1,12 +1,18 @@
-/* fill.c (avx2): the AVX2+FMA+F16C level. Slots not set here keep the reference kernel. */
+/* fill.c (avx2): the AVX2+FMA+F16C level (Haswell, Zen 1 and later). Slots not set here keep
+ * the reference kernel. */
 #ifndef __AVX2__
 #error "kernels/avx2 files must be built with -mavx2 -mfma -mf16c"
 #endif
 #include "kernels.h"
+#include "kernels_avx2.h"
 
 void avx2_fill(kernel_table *t);
 
+/* Called by isa_fill only after cpuid/xgetbv confirmed AVX2, FMA, F16C and OS YMM support. */
 void avx2_fill(kernel_table *t)
 {
     t->level = "avx2";
+    t->gemm_q8 = gemm_q8_avx2;
+    t->gemm_q4 = gemm_q4_avx2;
+    t->quant_q8 = quant_q8_avx2;
 }

@@ -1,0 +1,83 @@
+/* simd.h (avx2): small AVX2 helpers shared by the kernels of this directory and of
+ * kernels/avx512/ (which is built with a superset of the flags): fixed-order horizontal sums,
+ * tail loads, f16 scale conversion, and a vector exp. All static inline: files built with
+ * different -m flags must never share an out-of-line copy. */
+#ifndef VLM_AVX2_SIMD_H
+#define VLM_AVX2_SIMD_H
+
+#include <immintrin.h>
+#include <stdint.h>
+
+/* Sum of the 8 lanes in one fixed order ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)): every kernel
+ * reduces its accumulators through here, so an output never depends on which code path
+ * (tile shape, range edge) computed it. */
+static inline float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float hmax8(__m256 v)
+{
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* A mask of the first r (0..8) lanes, for maskload/maskstore of tails (masked-off lanes are
+ * neither read nor written, so a tail never over-reads). */
+static inline __m256i lane_mask(int r)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* f16 -> f32 of one scale, exact (subnormals included). */
+static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+/* The first r (0..8) f16 values at p as 8 f32 lanes, the rest zero; reads only p[0:r]. */
+static inline __m256 load_h8_tail(const uint16_t *p, int r)
+{
+    uint16_t t[8] = {0};
+    for (int i = 0; i < r; i++)
+        t[i] = p[i];
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)t));
+}
+
+/* exp(x) for 8 lanes: range reduction x = n ln2 + r with a two-part ln2 (|r| <= ln2/2), a
+ * degree-6 polynomial for e^r (relative error < 2e-7, about 2 ulp with the final scaling), and
+ * 2^n built in the exponent field. x < -87.3 gives 0 (no subnormals), x > 88.7 gives +inf,
+ * NaN stays NaN. */
+static inline __m256 exp8(__m256 x)
+{
+    const __m256 hi = _mm256_set1_ps(88.72283f), lo = _mm256_set1_ps(-87.33654f);
+    __m256 over = _mm256_cmp_ps(x, hi, _CMP_GT_OQ);
+    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    /* n in [-126, 128]: split 2^n = 2^(n/2) 2^(n - n/2) so n = 128 (x near 88.7) stays finite. */
+    __m256i ni = _mm256_cvtps_epi32(n);
+    __m256i n1 = _mm256_srai_epi32(ni, 1);
+    __m256i n2 = _mm256_sub_epi32(ni, n1);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
+    __m256 y = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+    y = _mm256_blendv_ps(y, _mm256_set1_ps(__builtin_inff()), over);
+    y = _mm256_andnot_ps(under, y);
+    /* NaN in, NaN out (min/max above dropped it). */
+    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+#endif
