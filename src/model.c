@@ -406,7 +406,7 @@ static int check_config(const char *path, const wf_config *c, vlm_error *e)
     RANGE(eos_id, 0, c->vocab_size - 1);
     RANGE(unk_id, 0, c->vocab_size - 1);
     RANGE(tied_embeddings, 0, 1);
-    RANGE(tok_flags, 0, 3);
+    RANGE(tok_flags, 0, 7);
     if (rc)
         return rc;
     if (c->n_heads % c->n_kv_heads || c->head_dim % 2 || (uint64_t)c->n_heads * c->head_dim != c->dim)

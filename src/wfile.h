@@ -48,7 +48,7 @@ typedef struct wf_config {
     uint32_t dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab_size, max_seq_len;
     uint32_t bos_id, eos_id, tied_embeddings;
     float rms_eps, rope_theta;
-    /* tokenizer (tok_flags: TOK_ADD_DUMMY_PREFIX | TOK_BYTE_FALLBACK) */
+    /* tokenizer (tok_flags: TOK_ADD_DUMMY_PREFIX | TOK_BYTE_FALLBACK | TOK_REMOVE_EXTRA_WHITESPACES) */
     uint32_t tok_flags, unk_id;
     /* vision tower (arch != ARCH_LLAMA); v_layers = layers kept = the selected layer */
     uint32_t v_image_size, v_patch_size, v_dim, v_hidden_dim, v_layers, v_heads;

@@ -295,7 +295,7 @@ int convert_model(const convert_opts *o, vlm_error *e)
     }
     if (!rc && sp.model_type != 2)
         rc = vlm_fail(e, VLM_EUNSUPPORTED, "%s: SentencePiece model type %d is not supported (only BPE)", path, sp.model_type);
-    if (!rc && (sp.charsmap_len || sp.treat_whitespace_as_suffix || !sp.escape_whitespaces))
+    if (!rc && (sp.charsmap_len || sp.treat_whitespace_as_suffix || !sp.escape_whitespaces || sp.has_denormalizer))
         rc = vlm_fail(e, VLM_EUNSUPPORTED, "%s: normalizer \"%s\" is not supported (only identity)", path,
                       sp.normalizer_name);
     if (!rc && (uint32_t)sp.n_pieces != c.vocab_size)
@@ -304,7 +304,8 @@ int convert_model(const convert_opts *o, vlm_error *e)
         rc = vlm_fail(e, VLM_EFORMAT, "%s: unk id %d out of range", path, sp.unk_id);
     if (!rc) {
         c.unk_id = (uint32_t)sp.unk_id;
-        c.tok_flags = (sp.add_dummy_prefix ? TOK_ADD_DUMMY_PREFIX : 0) | (sp.byte_fallback ? TOK_BYTE_FALLBACK : 0);
+        c.tok_flags = (sp.add_dummy_prefix ? TOK_ADD_DUMMY_PREFIX : 0) | (sp.byte_fallback ? TOK_BYTE_FALLBACK : 0) |
+                      (sp.remove_extra_whitespaces ? TOK_REMOVE_EXTRA_WHITESPACES : 0);
     }
 
     const char *vision_prefix = "";

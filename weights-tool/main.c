@@ -97,7 +97,7 @@ static int cmd_info(const char *path)
            c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim);
     printf("              vocab %u, context %u, rms eps %g, rope theta %g, bos %u, eos %u, tied %u\n",
            c->vocab_size, c->max_seq_len, c->rms_eps, c->rope_theta, c->bos_id, c->eos_id, c->tied_embeddings);
-    printf("tokenizer     flags %u (1 dummy prefix, 2 byte fallback), unk %u, template %s\n", c->tok_flags,
+    printf("tokenizer     flags %u (1 dummy prefix, 2 byte fallback, 4 remove extra spaces), unk %u, template %s\n", c->tok_flags,
            c->unk_id, c->chat_template ? "vicuna v1" : "none (raw completion)");
     if (c->arch) {
         printf("vision        image %u, patch %u, dim %u, hidden %u, layers kept %u, heads %u, eps %g\n",
