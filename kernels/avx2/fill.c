@@ -12,6 +12,8 @@ void avx2_fill(kernel_table *t);
 void avx2_fill(kernel_table *t)
 {
     t->level = "avx2";
+    t->gemm_f32 = gemm_f32_avx2;
+    t->gemm_f16 = gemm_f16_avx2;
     t->gemm_q8 = gemm_q8_avx2;
     t->gemm_q4 = gemm_q4_avx2;
     t->quant_q8 = quant_q8_avx2;
