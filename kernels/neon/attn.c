@@ -1,0 +1,112 @@
+/* attn.c (neon): Armv8.0 Advanced SIMD scaled dot-product attention with grouped KV heads.
+ * The same streaming (online) softmax as the reference, but over blocks of 4 keys: 4 scores
+ * from 4 vector dot products, one running-maximum update per block, 4 exponentials in one
+ * neon_exp_f32, then the weighted sum of the 4 value rows into the accumulator. */
+#if !defined(__aarch64__) || !defined(__ARM_NEON)
+#error "kernels/neon/attn.c needs aarch64 Advanced SIMD"
+#endif
+#include <math.h>
+
+#include "neon.h"
+
+/* Scores of one query against 4 key rows (kr[3] may repeat a real row: the caller masks),
+ * each q . k summed as one 4-lane FMA accumulator then (l0 + l1) + (l2 + l3) then the
+ * head_dim % 4 leftovers. */
+static inline float32x4_t scores4(const float *qt, const float *const kr[4], int d)
+{
+    float32x4_t s0 = vdupq_n_f32(0.0f), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 4 <= d; i += 4) {
+        float32x4_t qv = vld1q_f32(qt + i);
+        s0 = vfmaq_f32(s0, qv, vld1q_f32(kr[0] + i));
+        s1 = vfmaq_f32(s1, qv, vld1q_f32(kr[1] + i));
+        s2 = vfmaq_f32(s2, qv, vld1q_f32(kr[2] + i));
+        s3 = vfmaq_f32(s3, qv, vld1q_f32(kr[3] + i));
+    }
+    float32x4_t s = neon_hsum4_f32(s0, s1, s2, s3);
+    if (i < d) {
+        float tl[4] = {0, 0, 0, 0};
+        for (; i < d; i++)
+            for (int r = 0; r < 4; r++)
+                tl[r] = fmaf(qt[i], kr[r][i], tl[r]);
+        s = vaddq_f32(s, vld1q_f32(tl));
+    }
+    return s;
+}
+
+/* Contract: kernels.h (head_dim <= 256). Keys of a block past the causal/n_keys limit read a
+ * real key row again and get weight exactly 0, so nothing past the limit is read. Heads are
+ * what threads split, and a head's arithmetic does not depend on h0/h1. Accuracy: scores like
+ * a gemm row, exponentials within 2.5e-7 relative (neon_exp_f32), sums in another order. */
+void attention_neon(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
+                    int n_keys, int causal, float scale, const float *q, size_t ldq,
+                    const float *k, const float *v, size_t ldkv, float *out, size_t ldo)
+{
+    int group = n_heads / n_kv_heads;
+    int d = head_dim;
+    float acc[256]; /* (head_dim) */
+    for (int h = h0; h < h1; h++) {
+        int g = h / group;
+        for (int t = 0; t < nq; t++) {
+            const float *qt = q + (size_t)t * ldq + (size_t)h * d;
+            int nk = causal >= 0 ? causal + t + 1 : n_keys;
+            if (nk > n_keys)
+                nk = n_keys;
+            float mx = -INFINITY;
+            float sum = 0;
+            for (int i = 0; i < d; i++)
+                acc[i] = 0;
+            for (int j = 0; j < nk; j += 4) {
+                int jn = nk - j < 4 ? nk - j : 4;
+                const float *kr[4], *vr[4];
+                for (int r = 0; r < 4; r++) {
+                    size_t off = (size_t)(j + (r < jn ? r : jn - 1)) * ldkv + (size_t)g * d;
+                    kr[r] = k + off;
+                    vr[r] = v + off;
+                }
+                float sc[4];
+                vst1q_f32(sc, vmulq_n_f32(scores4(qt, kr, d), scale));
+                float bmax = sc[0];
+                for (int r = 1; r < jn; r++)
+                    bmax = sc[r] > bmax ? sc[r] : bmax;
+                if (bmax > mx) {
+                    /* Rescale what was accumulated under the old maximum (nothing, the first
+                     * time: acc and sum are 0, and expf(-inf) = 0 keeps them so). */
+                    float rs = expf(mx - bmax);
+                    sum *= rs;
+                    float32x4_t vrs = vdupq_n_f32(rs);
+                    int i = 0;
+                    for (; i + 4 <= d; i += 4)
+                        vst1q_f32(acc + i, vmulq_f32(vld1q_f32(acc + i), vrs));
+                    for (; i < d; i++)
+                        acc[i] *= rs;
+                    mx = bmax;
+                }
+                float p[4];
+                vst1q_f32(p, neon_exp_f32(vsubq_f32(vld1q_f32(sc), vdupq_n_f32(mx))));
+                for (int r = jn; r < 4; r++)
+                    p[r] = 0.0f;
+                sum += (p[0] + p[1]) + (p[2] + p[3]);
+                int i = 0;
+                for (; i + 4 <= d; i += 4) {
+                    float32x4_t a = vld1q_f32(acc + i);
+                    a = vfmaq_n_f32(a, vld1q_f32(vr[0] + i), p[0]);
+                    a = vfmaq_n_f32(a, vld1q_f32(vr[1] + i), p[1]);
+                    a = vfmaq_n_f32(a, vld1q_f32(vr[2] + i), p[2]);
+                    a = vfmaq_n_f32(a, vld1q_f32(vr[3] + i), p[3]);
+                    vst1q_f32(acc + i, a);
+                }
+                for (; i < d; i++)
+                    acc[i] = fmaf(vr[3][i], p[3],
+                                  fmaf(vr[2][i], p[2], fmaf(vr[1][i], p[1], fmaf(vr[0][i], p[0], acc[i]))));
+            }
+            float *ot = out + (size_t)t * ldo + (size_t)h * d;
+            float inv = sum > 0 ? 1.0f / sum : 0.0f;
+            int i = 0;
+            for (; i + 4 <= d; i += 4)
+                vst1q_f32(ot + i, vmulq_n_f32(vld1q_f32(acc + i), inv));
+            for (; i < d; i++)
+                ot[i] = acc[i] * inv;
+        }
+    }
+}
