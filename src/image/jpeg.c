@@ -127,6 +127,11 @@ typedef struct jpeg_dec {
     uint8_t *rgb;     /* (height, width, 3) output */
     uint8_t *rowtmp;  /* (ncomp, width + 64) upsampled rows */
     size_t rowtmp_stride;
+
+    /* YCbCr->RGB lookup tables (libjpeg's jdcolor.c arithmetic, precomputed per decode). */
+    int cr_r[256], cb_b[256];  /* (256) rounded red/blue offsets of Cr/Cb */
+    int32_t cr_g[256], cb_g[256]; /* (256) green terms with 16 fraction bits (+1/2 in cb_g) */
+    uint8_t clamp[1024];          /* (1024) clamp of v - 384 to 0..255: index v + 384 */
 } jpeg_dec;
 
 typedef struct jpeg_scan {
@@ -671,11 +676,15 @@ static void emit_rows(jpeg_dec *d, int y0, int y1)
         case CS_YCC:
             /* libjpeg's jdcolor.c fixed point: 16 fraction bits, constants FIX(1.402),
              * FIX(1.772), FIX(0.71414), FIX(0.34414), rounding as its lookup tables. */
-            for (int x = 0; x < w; x++) {
-                int yy = r[0][x], cb = r[1][x] - 128, cr = r[2][x] - 128;
-                o[3 * x] = clamp255(yy + ((91881 * cr + 32768) >> 16));
-                o[3 * x + 1] = clamp255(yy + ((-22554 * cb - 46802 * cr + 32768) >> 16));
-                o[3 * x + 2] = clamp255(yy + ((116130 * cb + 32768) >> 16));
+            {
+                const uint8_t *lim = d->clamp + 384;
+                const uint8_t *py = r[0], *pb = r[1], *pr = r[2];
+                for (int x = 0; x < w; x++) {
+                    int yy = py[x], cb = pb[x], cr = pr[x];
+                    o[3 * x] = lim[yy + d->cr_r[cr]];
+                    o[3 * x + 1] = lim[yy + (int)((d->cb_g[cb] + d->cr_g[cr]) >> 16)];
+                    o[3 * x + 2] = lim[yy + d->cb_b[cb]];
+                }
             }
             break;
         case CS_CMYK:
@@ -1304,6 +1313,15 @@ int jpeg_decode(const uint8_t *buf, size_t len, const char *name, const image_li
     d->max_pixels = lim && lim->max_pixels ? lim->max_pixels : IMAGE_DEFAULT_MAX_PIXELS;
     d->max_bytes = lim && lim->max_bytes ? lim->max_bytes : IMAGE_DEFAULT_MAX_BYTES;
     d->orientation = 1;
+    for (int i = 0; i < 256; i++) {
+        int x = i - 128;
+        d->cr_r[i] = (91881 * x + 32768) >> 16;
+        d->cb_b[i] = (116130 * x + 32768) >> 16;
+        d->cr_g[i] = -46802 * x;
+        d->cb_g[i] = -22554 * x + 32768;
+    }
+    for (int i = 0; i < 1024; i++)
+        d->clamp[i] = clamp255(i - 384);
     int rc = decode_all(d);
     if (rc == 0) {
         out->width = d->width;
