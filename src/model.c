@@ -9,8 +9,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "util.h"
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
 
 /* ---------------------------------------------------------------------------------------- */
 /* Parallel ops: each splits an output range over the pool and calls one kernel per range.  */
@@ -234,7 +242,10 @@ int model_encode_image(model *m, const float *pixels, float *tokens, vlm_error *
     const wf_config *c = &m->cfg;
     if (c->arch == ARCH_LLAMA)
         return vlm_fail(e, VLM_EARG, "%s: this model has no vision tower", m->wf.path);
+    double t0 = now_ms();
     vit_forward(m, pixels);
+    double t1 = now_ms();
+    m->vit_ms = t1 - t0;
     int g = m->v_grid;
     int N = g * g;
     int D = (int)c->dim;
@@ -261,6 +272,7 @@ int model_encode_image(model *m, const float *pixels, float *tokens, vlm_error *
         ldp_block_forward(m, &m->blk[1], g, 2, b1, m->buf[4], m->buf[5], tokens);
     }
     probe(m, "projector_output", 0, tokens, pg * pg, D);
+    m->projector_ms = now_ms() - t1;
     return 0;
 }
 

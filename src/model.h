@@ -94,6 +94,9 @@ typedef struct model {
     int kv_cap;
     int n_past;
 
+    /* milliseconds of the last model_encode_image, split by stage */
+    double vit_ms, projector_ms;
+
     /* scratch, grown on demand to the largest batch seen */
     size_t scratch_floats;
     float *buf[6];

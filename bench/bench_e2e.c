@@ -1,0 +1,238 @@
+/* bench_e2e.c: the whole pipeline on a model with the real shapes (weights-tool synth, cached
+ * under build/bench/), median of N runs: load, image decode + preprocess, vision tower,
+ * projector, prompt prefill tokens/s, generation tokens/s at a given context, time to first
+ * token for a photo and a question, peak RSS. Human table or --json.
+ *   build/bench_e2e --preset mobilevlm-v2-1.7b --quant q4 --vision-quant q8 -t 2 --runs 5 */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "convert.h"
+#include "image.h"
+#include "kernels.h"
+#include "model.h"
+#include "preprocess.h"
+#include "synth.h"
+#include "vlm.h"
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+enum { M_LOAD, M_IMAGE, M_VIT, M_PROJ, M_PREFILL_TPS, M_GEN_TPS, M_TTFT, M_COUNT };
+static const char *const metric_names[M_COUNT] = {"load_ms", "image_decode_preprocess_ms", "vision_tower_ms",
+                                                  "projector_ms", "prefill_tokens_per_s", "generation_tokens_per_s",
+                                                  "time_to_first_token_ms"};
+
+typedef struct first_token {
+    double t;
+} first_token;
+
+static int on_first(void *ctx, int id, const char *text)
+{
+    (void)id;
+    (void)text;
+    ((first_token *)ctx)->t = now_ms();
+    return 1; /* stop after the first token */
+}
+
+static int die(const char *what, const vlm_error *e)
+{
+    fprintf(stderr, "bench_e2e: %s: %s\n", what, e->msg);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    double t_process = now_ms();
+    const char *preset = "mobilevlm-v2-1.7b";
+    const char *model_path = NULL;
+    const char *image_path = "tests/data/fixtures/tiny-v2/goldens/image.jpg";
+    int quant = WT_Q4;
+    int vquant = -1;
+    int threads = 2;
+    int runs = 5;
+    int n_prefill = 200;
+    int ctx = 256;
+    int n_gen = 16;
+    int json = 0;
+    int skip_vision = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : "";
+        if (!strcmp(a, "--preset")) preset = v, i++;
+        else if (!strcmp(a, "--model")) model_path = v, i++;
+        else if (!strcmp(a, "--image")) image_path = v, i++;
+        else if (!strcmp(a, "--quant")) quant = parse_quant(v), i++;
+        else if (!strcmp(a, "--vision-quant")) vquant = parse_quant(v), i++;
+        else if (!strcmp(a, "-t")) threads = atoi(v), i++;
+        else if (!strcmp(a, "--runs")) runs = atoi(v), i++;
+        else if (!strcmp(a, "--prefill")) n_prefill = atoi(v), i++;
+        else if (!strcmp(a, "--ctx")) ctx = atoi(v), i++;
+        else if (!strcmp(a, "--gen")) n_gen = atoi(v), i++;
+        else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--no-vision")) skip_vision = 1;
+        else {
+            fprintf(stderr,
+                    "usage: bench_e2e [--preset NAME | --model FILE] [--quant q4] [--vision-quant q8] [-t N]\n"
+                    "                 [--runs N] [--prefill N] [--ctx N] [--gen N] [--image FILE] [--no-vision] [--json]\n");
+            return 2;
+        }
+    }
+    if (quant < 0 || runs < 1 || runs > 100 || threads < 1 || n_prefill < 1 || ctx < 1 || n_gen < 1)
+        return 2;
+    if (vquant < 0)
+        vquant = quant == WT_Q4 ? WT_Q8 : quant;
+    vlm_error e;
+    char synth_path[512];
+    if (!model_path) {
+        static const char *const qn[] = {"f32", "f16", "q8", "q4"};
+        mkdir("build", 0755);
+        mkdir("build/bench", 0755);
+        snprintf(synth_path, sizeof synth_path, "build/bench/%s-%s-%s.vlm", preset, qn[quant], qn[vquant]);
+        struct stat st;
+        if (stat(synth_path, &st) != 0) {
+            wf_config c;
+            if (synth_preset(preset, &c))
+                return fprintf(stderr, "bench_e2e: unknown preset %s\n", preset), 2;
+            fprintf(stderr, "writing %s ...\n", synth_path);
+            if (synth_write(synth_path, &c, quant, vquant, 1, NULL, NULL, &e))
+                return die("synth", &e);
+        }
+        model_path = synth_path;
+    }
+
+    double ttft = 0;
+    double samples[M_COUNT][100];
+    uint64_t weight_bytes = 0;
+    for (int r = 0; r < runs; r++) {
+        /* Time to first token: the user's path (decode, load, encode, prefill, sample). The first
+         * run counts from process start; later runs from the start of the run. */
+        double t0 = r == 0 ? t_process : now_ms();
+        vlm_image img;
+        if (!skip_vision && image_decode_file(image_path, IMAGE_EXIF_APPLY, NULL, &img, &e))
+            return die(image_path, &e);
+        vlm_model *vm;
+        if (vlm_open(model_path, threads, &vm, &e))
+            return die(model_path, &e);
+        first_token ft = {0};
+        vlm_request rq = {.prompt = "What is in the image?", .max_new_tokens = 1, .on_token = on_first, .ctx = &ft};
+        if (!skip_vision) {
+            rq.image_rgb = img.rgb;
+            rq.image_width = img.width;
+            rq.image_height = img.height;
+        }
+        vlm_result res;
+        if (vlm_generate(vm, &rq, &res, &e))
+            return die("generate", &e);
+        ttft = ft.t - t0;
+        vlm_close(vm);
+
+        /* Stage by stage through model.c. */
+        model m;
+        double t1 = now_ms();
+        if (model_open(model_path, threads, NULL, &m, &e))
+            return die(model_path, &e);
+        samples[M_LOAD][r] = now_ms() - t1;
+        weight_bytes = m.wf.size;
+        int D = (int)m.cfg.dim;
+        if (!skip_vision && m.cfg.arch != ARCH_LLAMA) {
+            int S = (int)m.cfg.v_image_size;
+            float *pix = malloc(sizeof(float) * 3 * S * S);
+            float *tok = malloc(sizeof(float) * (size_t)m.n_image_tokens * D);
+            image_free(&img);
+            t1 = now_ms();
+            if (image_decode_file(image_path, IMAGE_EXIF_APPLY, NULL, &img, &e))
+                return die(image_path, &e);
+            uint8_t pad[3] = {122, 116, 104};
+            if (clip_preprocess(img.rgb, img.width, img.height, S, pad, m.cfg.image_mean, m.cfg.image_std, pix, NULL, &e))
+                return die("preprocess", &e);
+            samples[M_IMAGE][r] = now_ms() - t1;
+            if (model_encode_image(&m, pix, tok, &e))
+                return die("vision", &e);
+            samples[M_VIT][r] = m.vit_ms;
+            samples[M_PROJ][r] = m.projector_ms;
+            free(pix);
+            free(tok);
+            image_free(&img);
+        } else {
+            samples[M_IMAGE][r] = samples[M_VIT][r] = samples[M_PROJ][r] = 0;
+        }
+        int n_max = n_prefill > ctx ? n_prefill : ctx;
+        int *ids = malloc(sizeof(int) * (size_t)n_max);
+        float *emb = malloc(sizeof(float) * (size_t)n_max * D);
+        float *logits = malloc(sizeof(float) * m.cfg.vocab_size);
+        for (int i = 0; i < n_max; i++)
+            ids[i] = 300 + (i * 7919) % ((int)m.cfg.vocab_size - 300);
+        model_embed(&m, ids, n_prefill, emb, &e);
+        model_reset(&m);
+        t1 = now_ms();
+        if (model_forward(&m, emb, n_prefill, logits, &e))
+            return die("prefill", &e);
+        samples[M_PREFILL_TPS][r] = n_prefill / ((now_ms() - t1) / 1e3);
+        /* Generation at a ctx-token context: fill the cache, then time n_gen single steps. */
+        model_reset(&m);
+        model_embed(&m, ids, ctx, emb, &e);
+        if (model_forward(&m, emb, ctx, logits, &e))
+            return die("context", &e);
+        t1 = now_ms();
+        for (int g = 0; g < n_gen; g++) {
+            int id = ids[g];
+            model_embed(&m, &id, 1, emb, &e);
+            if (model_forward(&m, emb, 1, logits, &e))
+                return die("decode", &e);
+        }
+        samples[M_GEN_TPS][r] = n_gen / ((now_ms() - t1) / 1e3);
+        samples[M_TTFT][r] = ttft;
+        free(ids);
+        free(emb);
+        free(logits);
+        model_close(&m);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double med[M_COUNT];
+    for (int k = 0; k < M_COUNT; k++)
+        med[k] = median(samples[k], runs);
+    kernel_table kt;
+    kernels_init(NULL, &kt);
+    if (json) {
+        printf("{\"model\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"runs\": %d, \"prefill_tokens\": %d, "
+               "\"context\": %d, \"model_bytes\": %llu",
+               model_path, kt.level, threads, runs, n_prefill, ctx, (unsigned long long)weight_bytes);
+        for (int k = 0; k < M_COUNT; k++)
+            printf(", \"%s\": %.2f", metric_names[k], med[k]);
+        printf(", \"peak_rss_mb\": %.1f}\n", ru.ru_maxrss / 1024.0);
+    } else {
+        printf("model %s (%.1f MB), kernels %s, %d threads, median of %d runs\n", model_path, weight_bytes / 1e6,
+               kt.level, threads, runs);
+        printf("  load                        %9.1f ms\n", med[M_LOAD]);
+        printf("  image decode + preprocess   %9.1f ms   (%s)\n", med[M_IMAGE], image_path);
+        printf("  vision tower                %9.1f ms\n", med[M_VIT]);
+        printf("  projector                   %9.1f ms\n", med[M_PROJ]);
+        printf("  prefill (%d tokens)        %9.1f tokens/s\n", n_prefill, med[M_PREFILL_TPS]);
+        printf("  generation (context %d)    %9.2f tokens/s\n", ctx, med[M_GEN_TPS]);
+        printf("  time to first token         %9.1f ms   (first run from process start)\n", med[M_TTFT]);
+        printf("  peak RSS                    %9.1f MB\n", ru.ru_maxrss / 1024.0);
+    }
+    return 0;
+}
