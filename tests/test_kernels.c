@@ -544,7 +544,10 @@ static void test_norm(ctx *c, const kernel_table *t, int layer)
                 t->rmsnorm(s.r0, s.r0 + 1, n, x, s.ld, w, eps, sp);
                 t->rmsnorm(s.r0 + 1, s.r1, n, x, s.ld, w, eps, sp);
             }
-            if (compare(c, TOL_NORM, n, y, r, nx, rows_inside, &s))
+            /* layernorm: the reference's own error grows with the offset / spread (tolerance.h). */
+            double kappa = layer ? 1.0 + fabs(offs[o]) / 0.57735 : 1.0;
+            int len = (int)fmin(n * kappa * kappa, 2e9);
+            if (compare(c, TOL_NORM, len, y, r, nx, rows_inside, &s))
                 same_bits(c, "split rows differ", sp, y, nx);
             ofree(r);
             ofree(y);

@@ -17,4 +17,17 @@ void avx2_fill(kernel_table *t)
     t->gemm_q8 = gemm_q8_avx2;
     t->gemm_q4 = gemm_q4_avx2;
     t->quant_q8 = quant_q8_avx2;
+    t->rmsnorm = rmsnorm_avx2;
+    t->layernorm = layernorm_avx2;
+    t->gelu_erf = gelu_erf_avx2;
+    t->quick_gelu = quick_gelu_avx2;
+    t->hardswish = hardswish_avx2;
+    t->hardsigmoid = hardsigmoid_avx2;
+    t->relu = relu_avx2;
+    t->silu_mul = silu_mul_avx2;
+    t->add = add_avx2;
+    t->rope = rope_avx2;
+    t->attention = attention_avx2;
+    t->im2col_patch = im2col_patch_avx2;
+    t->dwconv3x3 = dwconv3x3_avx2;
 }

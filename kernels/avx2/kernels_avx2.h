@@ -20,6 +20,9 @@ void layernorm_avx2(int r0, int r1, int n, const float *x, size_t ld, const floa
                     const float *b, float eps, float *y);
 void gelu_erf_avx2(size_t i0, size_t i1, float *x);
 void quick_gelu_avx2(size_t i0, size_t i1, float *x);
+void hardswish_avx2(size_t i0, size_t i1, float *x);
+void hardsigmoid_avx2(size_t i0, size_t i1, float *x);
+void relu_avx2(size_t i0, size_t i1, float *x);
 void silu_mul_avx2(size_t i0, size_t i1, float *gate, const float *up);
 void add_avx2(size_t i0, size_t i1, float *y, const float *x);
 void rope_avx2(int h0, int h1, int head_dim, float *x, int pos, const float *inv_freq);
