@@ -8,6 +8,7 @@
 #include "kernels_isa.h"
 
 void avx2_fill(kernel_table *t);
+void avx512_fill(kernel_table *t);
 
 static unsigned xcr0(void)
 {
@@ -29,6 +30,21 @@ static int cpu_has_avx2(void)
     return (b >> 5) & 1;
 }
 
+/* AVX-512 F, BW, VL and VNNI (cpuid leaf 7: EBX bits 16, 30, 31; ECX bit 11), and the OS
+ * saves the opmask, upper-ZMM and high-ZMM state (XCR0 bits 5, 6, 7) besides SSE/AVX (1, 2).
+ * Only asked after cpu_has_avx2, so leaf 7 exists. */
+static int cpu_has_avx512(void)
+{
+    unsigned a, b, c, d;
+    if ((xcr0() & 0xe6) != 0xe6)
+        return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    (void)a;
+    (void)d;
+    int f = (b >> 16) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1, vnni = (c >> 11) & 1;
+    return f && bw && vl && vnni;
+}
+
 void isa_fill(kernel_table *t, const char *force, int (*allowed)(const char *, const char *),
               char *available, size_t cap)
 {
@@ -36,6 +52,11 @@ void isa_fill(kernel_table *t, const char *force, int (*allowed)(const char *, c
         isa_append(available, cap, "avx2");
         if (allowed(force, "avx2"))
             avx2_fill(t);
+        if (cpu_has_avx512()) {
+            isa_append(available, cap, "avx512");
+            if (allowed(force, "avx512"))
+                avx512_fill(t);
+        }
     }
 }
 #endif
