@@ -716,9 +716,12 @@ void model_close(model *m)
     pool_destroy(m->pool);
     if (m->tok)
         tok_free(m->tok);
-    for (uint32_t l = 0; m->kcache && l < m->cfg.n_layers; l++) {
-        free(m->kcache[l]);
-        free(m->vcache[l]);
+    /* model_open may fail between the two callocs: either array may be NULL alone. */
+    for (uint32_t l = 0; l < m->cfg.n_layers; l++) {
+        if (m->kcache)
+            free(m->kcache[l]);
+        if (m->vcache)
+            free(m->vcache[l]);
     }
     free(m->kcache);
     free(m->vcache);
