@@ -2,6 +2,7 @@
  * the end, so an interrupted conversion never leaves a file that looks complete. */
 #include "wwrite.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,8 +67,9 @@ int ww_begin(const char *path, const wf_config *cfg, uint32_t n_tensors, wwriter
     sprintf(w->tmp_path, "%s.tmp", path);
     w->f = fopen(w->tmp_path, "wb");
     if (!w->f) {
+        int err = errno; /* the reason (ENOENT, EACCES, ENOMEM), before ww_abort can change it */
         ww_abort(w);
-        return vlm_fail(e, VLM_EIO, "%s: cannot create", path);
+        return vlm_fail(e, VLM_EIO, "%s: cannot create: %s", path, strerror(err));
     }
     memcpy(w->header, WF_MAGIC, 8);
     put_u32(w->header + 8, WF_VERSION);
