@@ -1,11 +1,16 @@
-/* pool.c: the thread pool (see pool.h). Workers sleep on a condition variable between jobs;
- * a job is published under the mutex with a generation number, ranges are claimed with an
- * atomic counter, and the last finisher wakes the caller. */
+/* pool.c: the thread pool (see pool.h). A job is published by bumping an atomic generation
+ * number; workers spin briefly on it (decode steps issue hundreds of small jobs per token, and
+ * a futex wake-up costs more than the job), then yield, then sleep on a condition variable, so
+ * a pool with more threads than cores degrades gracefully instead of spinning against itself.
+ * Ranges are claimed with an atomic counter; the last worker to finish wakes the caller. */
 #include "pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+
+enum { SPIN_PAUSES = 2000, SPIN_YIELDS = 200 };
 
 struct pool {
     int n_threads;
@@ -13,16 +18,26 @@ struct pool {
     pthread_mutex_t mu;
     pthread_cond_t wake;
     pthread_cond_t done;
-    unsigned long generation;
-    int stop;
-    /* The current job. */
+    int sleepers;       /* workers waiting on `wake`, under mu */
+    atomic_uint generation;
+    atomic_int stop;
+    /* The current job: written before generation is bumped (release), read after (acquire). */
     pool_fn fn;
     void *ctx;
     size_t n;
     size_t grain;
     atomic_size_t next;
-    int busy; /* workers still inside the current job */
+    atomic_int busy;    /* workers still inside the current job */
 };
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
 
 static void work(pool *p)
 {
@@ -35,24 +50,43 @@ static void work(pool *p)
     }
 }
 
+/* Waits until generation differs from seen (or stop); returns the new generation. */
+static unsigned wait_job(pool *p, unsigned seen)
+{
+    for (int i = 0; i < SPIN_PAUSES + SPIN_YIELDS; i++) {
+        unsigned g = atomic_load_explicit(&p->generation, memory_order_acquire);
+        if (g != seen || atomic_load(&p->stop))
+            return g;
+        if (i < SPIN_PAUSES)
+            cpu_relax();
+        else
+            sched_yield();
+    }
+    pthread_mutex_lock(&p->mu);
+    p->sleepers++;
+    unsigned g;
+    while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen && !atomic_load(&p->stop))
+        pthread_cond_wait(&p->wake, &p->mu);
+    p->sleepers--;
+    pthread_mutex_unlock(&p->mu);
+    return g;
+}
+
 static void *worker_main(void *arg)
 {
     pool *p = arg;
-    unsigned long seen = 0;
-    pthread_mutex_lock(&p->mu);
+    unsigned seen = 0;
     for (;;) {
-        while (p->generation == seen && !p->stop)
-            pthread_cond_wait(&p->wake, &p->mu);
-        if (p->stop)
+        seen = wait_job(p, seen);
+        if (atomic_load(&p->stop))
             break;
-        seen = p->generation;
-        pthread_mutex_unlock(&p->mu);
         work(p);
-        pthread_mutex_lock(&p->mu);
-        if (--p->busy == 0)
+        if (atomic_fetch_sub(&p->busy, 1) == 1) {
+            pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -70,6 +104,7 @@ pool *pool_create(int n_threads)
     if (n_threads > 1) {
         p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
         if (!p->threads) {
+            p->n_threads = 1;
             pool_destroy(p);
             return NULL;
         }
@@ -88,7 +123,7 @@ void pool_destroy(pool *p)
     if (!p)
         return;
     pthread_mutex_lock(&p->mu);
-    p->stop = 1;
+    atomic_store(&p->stop, 1);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; p->threads && i < p->n_threads - 1; i++)
@@ -111,19 +146,25 @@ void pool_for(pool *p, size_t n, size_t grain, pool_fn fn, void *ctx)
             fn(ctx, i0, n - i0 < grain ? n : i0 + grain);
         return;
     }
-    pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
     p->grain = grain;
     atomic_store(&p->next, 0);
-    p->busy = p->n_threads - 1;
-    p->generation++;
-    pthread_cond_broadcast(&p->wake);
+    atomic_store(&p->busy, p->n_threads - 1);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    /* Sleepers check the generation under the mutex before waiting: no lost wake-up. */
+    pthread_mutex_lock(&p->mu);
+    if (p->sleepers)
+        pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     work(p);
-    pthread_mutex_lock(&p->mu);
-    while (p->busy > 0)
-        pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < SPIN_PAUSES && atomic_load(&p->busy) > 0; i++)
+        cpu_relax();
+    if (atomic_load(&p->busy) > 0) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->busy) > 0)
+            pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
 }
