@@ -241,6 +241,55 @@ static void check_fixture_quant(const char *fixture, int quant, double min_cos, 
     remove(path);
 }
 
+/* Results must be bit-identical for any thread count: last-prompt logits and greedy ids with
+ * 1, 2 and 3 threads. */
+static void check_thread_determinism(const char *fixture, int quant)
+{
+    char path[1024];
+    if (golden_convert(fixture, quant, -1, path, sizeof path)) {
+        TH_CHECK(0, "%s: conversion failed", fixture);
+        return;
+    }
+    npy_array rgb;
+    if (golden_load(fixture, "image_rgb", &rgb)) {
+        remove(path);
+        return;
+    }
+    float *first = NULL;
+    int first_ids[32];
+    for (int threads = 1; threads <= 3; threads++) {
+        vlm_model *vm;
+        vlm_error e;
+        if (vlm_open(path, threads, &vm, &e)) {
+            TH_CHECK(0, "%s", e.msg);
+            break;
+        }
+        int V = vlm_get_info(vm)->vocab_size;
+        float *logits = malloc(sizeof(float) * V);
+        char question[512];
+        vlm_request rq = {.prompt = question_of(fixture, question, sizeof question), .image_rgb = rgb.data,
+                          .image_width = (int)rgb.shape[1], .image_height = (int)rgb.shape[0],
+                          .max_new_tokens = 32, .ignore_eos = 1, .logits_out = logits};
+        vlm_result res;
+        int rc = vlm_generate(vm, &rq, &res, &e);
+        TH_CHECK(rc == 0 && res.n_ids == 32, "%s: %s", fixture, e.msg);
+        if (!first) {
+            first = logits;
+            memcpy(first_ids, res.ids, sizeof first_ids);
+        } else {
+            TH_CHECK(!memcmp(first, logits, sizeof(float) * V), "%s: logits with %d threads differ from 1 thread",
+                     fixture, threads);
+            TH_CHECK(!memcmp(first_ids, res.ids, sizeof first_ids), "%s: ids with %d threads differ from 1 thread",
+                     fixture, threads);
+            free(logits);
+        }
+        vlm_close(vm);
+    }
+    free(first);
+    npy_free(&rgb);
+    remove(path);
+}
+
 /* Bounds for random-weight fixtures: their logits have no structure, so q4 noise (about 1/16
  * of each block's range) shows much more than on trained weights; q8 stays near-exact. */
 int main(void)
@@ -249,6 +298,8 @@ int main(void)
     check_fixture_f32("tiny-v1", 1);
     /* Thread count must not change any result: rerun with 3 threads, same bounds and ids. */
     check_fixture_f32("tiny-v2", 3);
+    check_thread_determinism("tiny-v2", WT_F32);
+    check_thread_determinism("tiny-v1", WT_Q4);
     check_fixture_quant("tiny-v2", WT_Q8, 0.998, 4);
     check_fixture_quant("tiny-v1", WT_Q8, 0.998, 4);
     check_fixture_quant("tiny-v2", WT_Q4, 0.93, 2);
