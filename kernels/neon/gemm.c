@@ -56,6 +56,7 @@ void quant_q8_neon(int n, const float *x, blk_q8 *y)
         const float *xb = x + (size_t)b * QK;
         float32x4_t v[8];
         float32x4_t mx = vdupq_n_f32(0.0f);
+        #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             v[j] = vld1q_f32(xb + 4 * j);
             mx = vmaxnmq_f32(mx, vabsq_f32(v[j]));
@@ -65,6 +66,7 @@ void quant_q8_neon(int n, const float *x, blk_q8 *y)
         float id = d != 0 ? 1.0f / d : 0.0f;
         y[b].d = f32_to_f16(d);
         int16x8_t h[4];
+        #pragma GCC unroll 8
         for (int j = 0; j < 4; j++) {
             int32x4_t q0 = vcvtaq_s32_f32(vmulq_n_f32(v[2 * j], id));
             int32x4_t q1 = vcvtaq_s32_f32(vmulq_n_f32(v[2 * j + 1], id));
@@ -99,26 +101,33 @@ fg_tile(int mr, int f16, int k, const float *a, size_t lda, const void *const ro
         float32x4_t out[4])
 {
     float32x4_t acc[4][4];
+    #pragma GCC unroll 8
     for (int t = 0; t < 4; t++)
+        #pragma GCC unroll 8
         for (int r = 0; r < 4; r++)
             acc[t][r] = vdupq_n_f32(0.0f);
     int k4 = k & ~3;
     for (int j = 0; j < k4; j += 4) {
         float32x4_t wv[4];
+        #pragma GCC unroll 8
         for (int r = 0; r < 4; r++)
             wv[r] = fg_load_w(f16, rows[r], j);
+        #pragma GCC unroll 8
         for (int t = 0; t < mr; t++) {
             float32x4_t av = vld1q_f32(a + (size_t)t * lda + j);
+            #pragma GCC unroll 8
             for (int r = 0; r < 4; r++)
                 acc[t][r] = vfmaq_f32(acc[t][r], av, wv[r]);
         }
     }
+    #pragma GCC unroll 8
     for (int t = 0; t < mr; t++) {
         out[t] = neon_hsum4_f32(acc[t][0], acc[t][1], acc[t][2], acc[t][3]);
         if (k4 < k) {
             float tl[4] = {0, 0, 0, 0};
             const float *at = a + (size_t)t * lda;
             for (int j = k4; j < k; j++)
+                #pragma GCC unroll 8
                 for (int r = 0; r < 4; r++)
                     tl[r] = fmaf(at[j], fg_w(f16, rows[r], j), tl[r]);
             out[t] = vaddq_f32(out[t], vld1q_f32(tl));
@@ -137,6 +146,7 @@ fg_gemm(int f16, int m, int n0, int n1, int k, const float *a, size_t lda, const
     for (int n = n0; n < n1; n += 4) {
         int nr = n1 - n < 4 ? n1 - n : 4;
         const void *rows[4];
+        #pragma GCC unroll 8
         for (int r = 0; r < 4; r++)
             rows[r] = (const char *)w + (size_t)(n + (r < nr ? r : nr - 1)) * row_bytes;
         for (int i = 0; i < m; i += 4) {

@@ -18,6 +18,7 @@ static inline __attribute__((always_inline)) float32x4_t
 qg_load_w(int q4, const void *const rows[4], int b, int8x16_t wl[4], int8x16_t wh[4])
 {
     uint16_t ds[4];
+    #pragma GCC unroll 8
     for (int r = 0; r < 4; r++) {
         if (q4) {
             const blk_q4 *p = (const blk_q4 *)rows[r] + b;
@@ -42,11 +43,15 @@ static inline __attribute__((always_inline)) void
 qg_tile(int mr, int q4, int nb, const blk_q8 *a, size_t lda, const void *const rows[4],
         float32x4_t acc[4])
 {
+    /* Locals, copied out at the end, so the sums stay in registers (no store per block). */
+    float32x4_t s[4];
+    #pragma GCC unroll 8
     for (int t = 0; t < 4; t++)
-        acc[t] = vdupq_n_f32(0.0f);
+        s[t] = vdupq_n_f32(0.0f);
     for (int b = 0; b < nb; b++) {
         int8x16_t wl[4], wh[4];
         float32x4_t dw = qg_load_w(q4, rows, b, wl, wh);
+        #pragma GCC unroll 8
         for (int t = 0; t < mr; t++) {
             const blk_q8 *ab = a + (size_t)t * lda + b;
             int8x16_t al = vld1q_s8(ab->qs);
@@ -58,9 +63,12 @@ qg_tile(int mr, int q4, int nb, const blk_q8 *a, size_t lda, const void *const r
             float32x4_t da = vcvt_f32_f16(vreinterpret_f16_u16(vld1_dup_u16(&ab->d)));
             /* The reference's order: (float)dot * (da * dw), then added to the running sum;
              * |dot| < 2^24 so the conversion is exact. */
-            acc[t] = vaddq_f32(acc[t], vmulq_f32(vcvtq_f32_s32(d), vmulq_f32(da, dw)));
+            s[t] = vaddq_f32(s[t], vmulq_f32(vcvtq_f32_s32(d), vmulq_f32(da, dw)));
         }
     }
+    #pragma GCC unroll 8
+    for (int t = 0; t < 4; t++)
+        acc[t] = s[t];
 }
 
 /* Shared driver of gemm_q8 / gemm_q4 (contract: kernels.h). Weight rows go 4 at a time (a
@@ -76,6 +84,7 @@ qg_gemm(int q4, int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const
     for (int n = n0; n < n1; n += 4) {
         int nr = n1 - n < 4 ? n1 - n : 4;
         const void *rows[4];
+        #pragma GCC unroll 8
         for (int r = 0; r < 4; r++)
             rows[r] = (const char *)w + (size_t)(n + (r < nr ? r : nr - 1)) * row_bytes;
         for (int i = 0; i < m; i += 4) {
