@@ -25,11 +25,9 @@ static double now_ms(void)
 
 typedef struct op_job {
     const kernel_table *K;
-    const matrix *W;
     int rows, n, h, w, c, stride, oh, ow, nq, n_heads, n_kv, head_dim, n_keys, causal;
     const float *x, *wt, *b, *bias, *k, *v;
-    const blk_q8 *xq;
-    size_t ldx, ldq, ldy, ldkv;
+    size_t ldx, ldy, ldkv;
     float *y;
     float eps, scale;
     void (*elem)(size_t, size_t, float *);
@@ -42,44 +40,88 @@ static size_t grain_for(const model *m, size_t n, size_t align)
     return per ? per : align;
 }
 
-static void linear_task(void *ctx, size_t n0, size_t n1)
+/* One output of a group of products that share their input x (q, k, v; gate, up). */
+typedef struct linear_out {
+    const matrix *W;
+    const float *bias;
+    float *y;
+    size_t ldy;
+} linear_out;
+
+typedef struct linear_job {
+    const kernel_table *K;
+    int rows, count, k;
+    const float *x;
+    size_t ldx;
+    blk_q8 *xq;        /* (rows, k/32) quantized x, when a weight is q8/q4 */
+    linear_out out[3];
+    size_t start[4];   /* output i owns [start[i], start[i+1]) of the concatenated columns */
+} linear_job;
+
+static void gemm_range(const linear_job *j, const linear_out *o, int n0, int n1)
 {
-    const op_job *j = ctx;
-    const matrix *W = j->W;
+    const matrix *W = o->W;
+    size_t ldq = (size_t)j->k / QK;
     switch (W->type) {
     case WT_F32:
-        j->K->gemm_f32(j->rows, (int)n0, (int)n1, W->k, j->x, j->ldx, W->w, j->bias, j->y, j->ldy);
+        j->K->gemm_f32(j->rows, n0, n1, W->k, j->x, j->ldx, W->w, o->bias, o->y, o->ldy);
         break;
     case WT_F16:
-        j->K->gemm_f16(j->rows, (int)n0, (int)n1, W->k, j->x, j->ldx, W->w, j->bias, j->y, j->ldy);
+        j->K->gemm_f16(j->rows, n0, n1, W->k, j->x, j->ldx, W->w, o->bias, o->y, o->ldy);
         break;
     case WT_Q8:
-        j->K->gemm_q8(j->rows, (int)n0, (int)n1, W->k, j->xq, j->ldq, W->w, j->bias, j->y, j->ldy);
+        j->K->gemm_q8(j->rows, n0, n1, W->k, j->xq, ldq, W->w, o->bias, o->y, o->ldy);
         break;
     case WT_Q4:
-        j->K->gemm_q4(j->rows, (int)n0, (int)n1, W->k, j->xq, j->ldq, W->w, j->bias, j->y, j->ldy);
+        j->K->gemm_q4(j->rows, n0, n1, W->k, j->xq, ldq, W->w, o->bias, o->y, o->ldy);
         break;
+    }
+}
+
+/* Columns [a, b) of the concatenated outputs, cut at the output boundaries. */
+static void linear_task(void *ctx, size_t a, size_t b)
+{
+    const linear_job *j = ctx;
+    for (int i = 0; i < j->count; i++) {
+        size_t lo = a > j->start[i] ? a : j->start[i];
+        size_t hi = b < j->start[i + 1] ? b : j->start[i + 1];
+        if (lo < hi)
+            gemm_range(j, &j->out[i], (int)(lo - j->start[i]), (int)(hi - j->start[i]));
     }
 }
 
 static void quant_task(void *ctx, size_t r0, size_t r1)
 {
-    const op_job *j = ctx;
+    const linear_job *j = ctx;
+    size_t ldq = (size_t)j->k / QK;
     for (size_t r = r0; r < r1; r++)
-        j->K->quant_q8(j->W->k, j->x + r * j->ldx, (blk_q8 *)j->xq + r * j->ldq);
+        j->K->quant_q8(j->k, j->x + r * j->ldx, j->xq + r * ldq);
+}
+
+/* out[i].y[0:rows, 0:W.n] = x[0:rows, 0:k] out[i].W^T (+ bias) for each of count (1..3)
+ * products with the same input: x is quantized once and one parallel job covers all outputs,
+ * which matters in decoding, where each job is short. */
+static void linear_group(model *m, const float *x, size_t ldx, int rows, const linear_out *out, int count)
+{
+    linear_job j = {.K = m->K, .rows = rows, .count = count, .k = out[0].W->k, .x = x, .ldx = ldx, .xq = m->qbuf};
+    int quantized = 0;
+    for (int i = 0; i < count; i++) {
+        j.out[i] = out[i];
+        j.start[i + 1] = j.start[i] + (size_t)out[i].W->n;
+        quantized |= out[i].W->type == WT_Q8 || out[i].W->type == WT_Q4;
+    }
+    if (quantized)
+        pool_for(m->pool, (size_t)rows, 1, quant_task, &j);
+    size_t n = j.start[count];
+    pool_for(m->pool, n, grain_for(m, n, 16), linear_task, &j);
 }
 
 /* y[0:rows, 0:W.n] = x[0:rows, 0:W.k] W^T (+ bias); x row stride ldx, y row stride ldy. */
 static void linear(model *m, const matrix *W, const float *x, size_t ldx, int rows,
                    const float *bias, float *y, size_t ldy)
 {
-    op_job j = {.K = m->K, .W = W, .rows = rows, .x = x, .ldx = ldx, .bias = bias, .y = y, .ldy = ldy};
-    if (W->type == WT_Q8 || W->type == WT_Q4) {
-        j.xq = m->qbuf;
-        j.ldq = (size_t)W->k / QK;
-        pool_for(m->pool, (size_t)rows, 1, quant_task, &j);
-    }
-    pool_for(m->pool, (size_t)W->n, grain_for(m, (size_t)W->n, 16), linear_task, &j);
+    linear_out o = {W, bias, y, ldy};
+    linear_group(m, x, ldx, rows, &o, 1);
 }
 
 static void layernorm_task(void *ctx, size_t r0, size_t r1)
@@ -192,9 +234,8 @@ static void vit_forward(model *m, const float *pixels)
     for (uint32_t l = 0; l < c->v_layers; l++) {
         const vit_layer *L = &m->vit[l];
         layernorm(m, T, C, x, L->ln1_w, L->ln1_b, c->v_ln_eps, y);
-        linear(m, &L->wq, y, C, T, L->bq, q, C);
-        linear(m, &L->wk, y, C, T, L->bk, k, C);
-        linear(m, &L->wv, y, C, T, L->bv, v, C);
+        linear_out qkv[3] = {{&L->wq, L->bq, q, C}, {&L->wk, L->bk, k, C}, {&L->wv, L->bv, v, C}};
+        linear_group(m, y, C, T, qkv, 3);
         attention(m, T, (int)c->v_heads, (int)c->v_heads, C / (int)c->v_heads, T, -1, q, k, v, y);
         linear(m, &L->wo, y, C, T, L->bo, q, C);
         m->K->add(0, (size_t)T * C, x, q);
@@ -355,9 +396,8 @@ int model_forward(model *m, const float *emb, int T, float *logits, vlm_error *e
         float *kc = m->kcache[l] + (size_t)pos0 * kv_dim; /* (T, kv_dim) new rows */
         float *vc = m->vcache[l] + (size_t)pos0 * kv_dim;
         rmsnorm(m, T, D, x, L->attn_norm, c->rms_eps, xb);
-        linear(m, &L->wq, xb, D, T, NULL, q, (size_t)H * hd);
-        linear(m, &L->wk, xb, D, T, NULL, kc, kv_dim);
-        linear(m, &L->wv, xb, D, T, NULL, vc, kv_dim);
+        linear_out qkv[3] = {{&L->wq, NULL, q, (size_t)H * hd}, {&L->wk, NULL, kc, kv_dim}, {&L->wv, NULL, vc, kv_dim}};
+        linear_group(m, xb, D, T, qkv, 3);
         for (int t = 0; t < T; t++) {
             m->K->rope(0, H, hd, q + (size_t)t * H * hd, pos0 + t, m->inv_freq);
             m->K->rope(0, KV, hd, kc + (size_t)t * kv_dim, pos0 + t, m->inv_freq);
@@ -366,8 +406,8 @@ int model_forward(model *m, const float *emb, int T, float *logits, vlm_error *e
         linear(m, &L->wo, att, (size_t)H * hd, T, NULL, xb, D);
         m->K->add(0, (size_t)T * D, x, xb);
         rmsnorm(m, T, D, x, L->ffn_norm, c->rms_eps, xb);
-        linear(m, &L->gate, xb, D, T, NULL, g, F);
-        linear(m, &L->up, xb, D, T, NULL, u, F);
+        linear_out gate_up[2] = {{&L->gate, NULL, g, F}, {&L->up, NULL, u, F}};
+        linear_group(m, xb, D, T, gate_up, 2);
         m->K->silu_mul(0, (size_t)T * F, g, u);
         linear(m, &L->down, g, F, T, NULL, xb, D);
         m->K->add(0, (size_t)T * D, x, xb);
