@@ -102,18 +102,25 @@ sanitize:
 	$(MAKE) O=build-asan OPT="-O1 $(SAN)" LDFLAGS="$(SAN)" test fuzz-replay
 
 # libFuzzer (clang): FUZZ_SECONDS per target, starting from the corpora. Needs clang.
+# The library and tool objects are built once by this Makefile with clang (so kernels/<isa>/
+# files keep their per-ISA flags), instrumented with fuzzer-no-link; each target links them.
 FUZZ_SECONDS ?= 60
+FUZZ_LIB_O := build-fuzz/lib
 fuzz:
+	$(MAKE) O=$(FUZZ_LIB_O) CC=clang OPT="-O1 -fsanitize=fuzzer-no-link,address,undefined" \
+	  $(FUZZ_LIB_O)/libvlm.a $(patsubst %.c,$(FUZZ_LIB_O)/obj/%.o,$(TOOL_SRC))
 	@for src in $(FUZZ_SRC); do t=$$(basename $$src .c); \
 	  dirs="$$(find tests/data -type d -path '*corpus*' -name $$t)"; \
 	  [ $$t = fuzz_npy ] && dirs="tests/data/fixtures/tiny-v2/goldens"; \
 	  mkdir -p build-fuzz/corpus/$$t; \
 	  clang -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -Isrc -Isrc/image -Ikernels -Iweights-tool \
 	    -fsanitize=fuzzer,address,undefined -o build-fuzz/$$t $$src \
-	    $(filter-out src/vlm-run.c,$(wildcard src/*.c)) $(wildcard src/image/*.c) \
-	    $(wildcard kernels/*.c kernels/ref/*.c) $(TOOL_SRC) -lm -lpthread || exit 1; \
+	    $(patsubst %.c,$(FUZZ_LIB_O)/obj/%.o,$(TOOL_SRC)) $(FUZZ_LIB_O)/libvlm.a -lm -lpthread || exit 1; \
 	  echo "== $$t ($(FUZZ_SECONDS) s)"; \
-	  build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 build-fuzz/corpus/$$t $$dirs 2>&1 | tail -3 || exit 1; \
+	  build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -artifact_prefix=build-fuzz/$$t- \
+	    build-fuzz/corpus/$$t $$dirs > build-fuzz/$$t.log 2>&1; rc=$$?; \
+	  grep -E '^#[0-9]+.*DONE|^Done' build-fuzz/$$t.log; \
+	  [ $$rc = 0 ] || { tail -40 build-fuzz/$$t.log; echo "FAILED: $$t (log build-fuzz/$$t.log)"; exit 1; }; \
 	done
 
 clean:
