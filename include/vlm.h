@@ -1,15 +1,19 @@
-/* vlm.h: the public C API of the MobileVLM runtime (libvlm.a).
+/* vlm.h: the public C API of the MobileVLM runtime (libvlm.a, pkg-config name "vlm").
  *
  *   vlm_model *m;  vlm_error err;
  *   if (vlm_open("model.vlm", 4, &m, &err)) { fprintf(stderr, "%s\n", err.msg); ... }
  *   vlm_request rq = {.prompt = "What is in the image?", .image_rgb = rgb, .image_width = w,
  *                     .image_height = h, .max_new_tokens = 256, .on_token = print_piece};
- *   vlm_generate(m, &rq, &result, &err);
- *   vlm_close(m);
+ *   vlm_generate(m, &rq, &result, &err);        // one question, or:
+ *   vlm_encode_image(m, rgb, w, h, &img, &err); // encode once,
+ *   vlm_chat_new(m, &chat, &err);               // then a conversation that keeps its KV cache:
+ *   vlm_chat_ask(chat, &rq, img, &result, &err);  ... vlm_chat_ask(chat, &rq2, NULL, ...);
+ *   vlm_chat_free(chat); vlm_image_embed_free(img); vlm_close(m);
  *
  * Every function returns 0 or a negative VLM_E* code and fills the vlm_error with a message
- * naming the file, the object and the values. A vlm_model is used by one thread at a time;
- * several models (contexts) may live in one process. */
+ * naming the file, the object and the values. There is no global state: a vlm_model (with its
+ * chats and image embeddings) is used by one thread at a time, and any number of models may be
+ * used at once, one per thread. Results do not depend on the number of threads. */
 #ifndef VLM_H
 #define VLM_H
 
@@ -54,8 +58,18 @@ void vlm_close(vlm_model *m);
 const vlm_info *vlm_get_info(const vlm_model *m);
 
 /* Called with each generated token as soon as it is sampled: text is the new UTF-8 text it
- * completes (may be "" while a multi-byte character is incomplete). Return nonzero to stop. */
+ * completes (may be "" while a multi-byte character is incomplete). Return
+ *    0  to go on,
+ *   >0  to stop cleanly: the call returns 0 with stop_reason VLM_STOP_CALLBACK, and in a chat
+ *       the answer so far (this token included) stays in the history;
+ *   <0  to cancel: the call returns VLM_ECANCELLED and a chat forgets the whole turn (the
+ *       result still holds the tokens generated so far). */
 typedef int (*vlm_token_fn)(void *ctx, int token_id, const char *text);
+
+/* Called (when set) before and after each long step: stage is "vision" (encoding the image)
+ * or "prefill" (reading the prompt); done/total count image tokens or prompt positions.
+ * Meant for progress displays; it cannot stop the work. */
+typedef void (*vlm_progress_fn)(void *ctx, const char *stage, int done, int total);
 
 typedef struct vlm_request {
     const char *prompt;          /* the user's question (or raw text for text-only models) */
@@ -70,6 +84,7 @@ typedef struct vlm_request {
     vlm_token_fn on_token;
     void *ctx;
     float *logits_out;           /* (vocab_size) logits of the last prompt position, or NULL */
+    vlm_progress_fn on_progress; /* NULL: none; called with ctx */
 } vlm_request;
 
 typedef struct vlm_result {
@@ -80,14 +95,94 @@ typedef struct vlm_result {
     int stopped_by_eos;
     /* milliseconds */
     double preprocess_ms, vision_ms, projector_ms, prefill_ms, generate_ms;
+    /* n_prompt_tokens = n_reused + n_prefilled: positions found in the KV cache (the earlier
+     * turns of a conversation, or a prefix shared with the previous call) and positions
+     * computed by this call. */
+    int n_reused, n_prefilled;
+    int n_past;          /* positions held in the KV cache after the call */
+    int stop_reason;     /* VLM_STOP_* */
 } vlm_result;
 
+enum {
+    VLM_STOP_EOS = 1,      /* the model ended its answer (EOS, or BOS) */
+    VLM_STOP_LENGTH = 2,   /* max_new_tokens reached */
+    VLM_STOP_CONTEXT = 3,  /* the context is full */
+    VLM_STOP_CALLBACK = 4, /* on_token returned > 0 (or < 0: VLM_ECANCELLED) */
+};
+
 /* Builds the model's prompt (the MobileVLM conversation template with the image, or BOS +
- * raw text for text-only models), runs it and generates. Each call starts a new conversation. */
+ * raw text for text-only models), runs it and generates. Each call starts a new conversation
+ * (a prefix it shares with the previous call, such as the system prompt, is taken from the KV
+ * cache: the result is the same). The result's ids and text are owned by the model and valid
+ * until the next call on it. */
 int vlm_generate(vlm_model *m, const vlm_request *rq, vlm_result *res, vlm_error *err);
 
 /* Token ids the prompt of rq becomes (the image is -200, as upstream writes it). */
 int vlm_tokenize_prompt(vlm_model *m, const vlm_request *rq, int *ids, int cap, int *n, vlm_error *err);
+
+/* ---- Images: encode once, use in any number of questions and conversations. ---- */
+
+typedef struct vlm_image_embed vlm_image_embed;
+
+typedef struct vlm_image_info {
+    int n_tokens, dim;                /* shape of data: (n_tokens, dim) */
+    const float *data;                /* the projector's output, read-only */
+    double preprocess_ms, vision_ms;  /* time spent by vlm_encode_image */
+} vlm_image_info;
+
+/* Resizes, normalises and encodes an RGB photo (height, width, 3) with the vision tower and the
+ * projector of m. The embedding belongs to m (use it only with m) and is freed with
+ * vlm_image_embed_free; it may be freed while conversations that used it go on. VLM_EARG for a
+ * text-only model. */
+int vlm_encode_image(vlm_model *m, const uint8_t *rgb, int width, int height, vlm_image_embed **out,
+                     vlm_error *err);
+void vlm_image_embed_free(vlm_image_embed *img);
+const vlm_image_info *vlm_image_embed_info(const vlm_image_embed *img);
+
+/* ---- Conversations: multi-turn chat that reuses the KV cache. ----
+ *
+ * The conversation is the MobileVLM "v1" template over all turns,
+ *   SYSTEM USER: <image>\nQ1 ASSISTANT: A1</s>USER: Q2 ASSISTANT:
+ * tokenized the way upstream tokenizes such a prompt: split at the image, each chunk encoded on
+ * its own with the special-token strings <s>, </s>, <unk> mapped to their ids (the Hugging Face
+ * slow tokenizer's behaviour), Ai being the answer text as decoded and stripped. Each turn
+ * computes only the positions that differ from what the KV cache holds, so an answer is the
+ * one a fresh run on the whole conversation text gives. Text-only models without a template
+ * continue the text instead: BOS, then each prompt's tokens followed by the generated ids.
+ * A question's own text is literal: "<image>" in it is text, not an image slot. */
+
+typedef struct vlm_chat vlm_chat;
+
+int vlm_chat_new(vlm_model *m, vlm_chat **out, vlm_error *err);
+void vlm_chat_free(vlm_chat *c);
+/* Forgets the turns: the next question starts a new conversation. */
+void vlm_chat_reset(vlm_chat *c);
+int vlm_chat_turns(const vlm_chat *c);
+
+/* Asks rq->prompt as the next turn, with image (NULL: none; or rq->image_rgb, encoded here) in
+ * front of the question, and generates the answer with rq's sampling settings and callbacks.
+ * The result is owned by the model as for vlm_generate. VLM_ERANGE when the conversation no
+ * longer fits the context (the chat is unchanged: reset it or start a new one). */
+int vlm_chat_ask(vlm_chat *c, const vlm_request *rq, const vlm_image_embed *image, vlm_result *res,
+                 vlm_error *err);
+
+/* Appends a finished turn (question, optional image, answer text) without generating: restores
+ * a saved conversation. The answer is used as given (upstream strips it). Nothing is computed
+ * until the next vlm_chat_ask. For template-less text models the answer is appended as text. */
+int vlm_chat_add_turn(vlm_chat *c, const char *question, const vlm_image_embed *image, const char *answer,
+                      vlm_error *err);
+
+/* The ids a fresh run on the whole conversation with the question rq->prompt (and image when
+ * has_image) appended would read: images appear as -200. */
+int vlm_chat_tokenize(vlm_chat *c, const char *question, int has_image, int *ids, int cap, int *n, vlm_error *err);
+
+/* ---- Tokens. ---- */
+
+/* Plain tokenizer: text (no template, no BOS; special-token strings are text) -> ids. */
+int vlm_tokenize(vlm_model *m, const char *text, int *ids, int cap, int *n, vlm_error *err);
+/* ids -> UTF-8 text (NUL-terminated, cap bytes); VLM_ERANGE for an id outside the vocabulary or
+ * a too small buffer. *len gets the length. */
+int vlm_detokenize(vlm_model *m, const int *ids, int n, char *out, size_t cap, size_t *len, vlm_error *err);
 
 const char *vlm_strerror(int code);
 
