@@ -8,7 +8,9 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 enum { SPIN_PAUSES = 2000, SPIN_YIELDS = 200 };
 
@@ -167,4 +169,34 @@ void pool_for(pool *p, size_t n, size_t grain, pool_fn fn, void *ctx)
             pthread_cond_wait(&p->done, &p->mu);
         pthread_mutex_unlock(&p->mu);
     }
+}
+
+int pool_default_threads(void)
+{
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    if (online < 1)
+        online = 1;
+    if (online > 1024)
+        online = 1024;
+    long best = 0;
+    int n_best = 0;
+    for (long cpu = 0; cpu < online; cpu++) {
+        char path[96];
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%ld/cpufreq/cpuinfo_max_freq", cpu);
+        FILE *f = fopen(path, "r");
+        long khz = 0;
+        if (!f)
+            return (int)online;
+        int ok = fscanf(f, "%ld", &khz) == 1;
+        fclose(f);
+        if (!ok)
+            return (int)online;
+        if (khz > best) {
+            best = khz;
+            n_best = 1;
+        } else if (khz == best) {
+            n_best++;
+        }
+    }
+    return n_best > 0 ? n_best : (int)online;
 }

@@ -12,6 +12,12 @@ typedef struct pool pool;
 /* fn computes items [i0, i1) of the job described by ctx. */
 typedef void (*pool_fn)(void *ctx, size_t i0, size_t i1);
 
+/* The default thread count: the number of online CPUs running at the highest maximum
+ * frequency (the big cores of a big.LITTLE board, read from
+ * /sys/devices/system/cpu/cpuN/cpufreq/cpuinfo_max_freq), or all online CPUs when the
+ * frequencies cannot be read. */
+int pool_default_threads(void);
+
 /* n_threads >= 1 (including the caller). Returns NULL if threads cannot be created. */
 pool *pool_create(int n_threads);
 void pool_destroy(pool *p);
