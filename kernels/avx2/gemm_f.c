@@ -10,7 +10,7 @@
 #include "kernels_avx2.h"
 #include "simd.h"
 
-enum { KC = 256 }; /* k-chunk: multiple of 8 */
+enum { KC = 512 }; /* k-chunk: multiple of 8; long enough that the reductions after it cost little */
 
 /* Weights j, columns kk..kk+7 as f32 (f16: converted; exact). */
 static inline __m256 wload(int f16, const void *w, size_t off)
@@ -31,7 +31,7 @@ static inline __m256 wload_tail(int f16, const void *w, size_t off, int r)
 /* One tile: tokens 0..mr-1 (rows of a, stride lda) x weight rows 0..nr-1 (stride k), columns
  * [k0, k1) of the reduction; first: the chunk sum initializes C, else it is added to C; last:
  * bias (if any) is added after. Reads a[i][k0:k1] and w[j][k0:k1] only. */
-static inline void tile_f(int mr, int nr, int f16, int k, int k0, int k1, const float *a,
+static inline __attribute__((always_inline)) void tile_f(int mr, int nr, int f16, int k, int k0, int k1, const float *a,
                           size_t lda, const void *w, const float *bias, float *c, size_t ldc,
                           int first, int last)
 {
@@ -86,7 +86,7 @@ static inline void tile_f(int mr, int nr, int f16, int k, int k0, int k1, const 
 
 /* Tiles of 4 tokens x 3 weight rows (16 registers: 12 accumulators, 3 weights, 1 activation);
  * a single token (decode) takes 6 rows at a time for more independent accumulators. */
-static inline void gemm_f(int f16, int m, int n0, int n1, int k, const float *a, size_t lda,
+static inline __attribute__((always_inline)) void gemm_f(int f16, int m, int n0, int n1, int k, const float *a, size_t lda,
                           const void *w, const float *bias, float *c, size_t ldc)
 {
     const int NC = f16 ? 48 : 24; /* weight rows per block: NC x KC weights fit in L1 */

@@ -29,7 +29,7 @@ static inline __m256i q4_codes(const blk_q4 *b)
  * per lane (corr) subtracted afterwards, still exact in int32. q8: |w| x (a with w's sign);
  * w = -128 works (|w| = 128 as u8) since quant_q8 codes are within [-127, 127], so pair sums
  * stay below 32767 and maddubs never saturates. */
-static inline void tile_q(int mr, int nr, int q4, int nb, const blk_q8 *a, size_t lda,
+static inline __attribute__((always_inline)) void tile_q(int mr, int nr, int q4, int nb, const blk_q8 *a, size_t lda,
                           const void *w, const float *bias, float *c, size_t ldc)
 {
     const __m256i ones = _mm256_set1_epi16(1);
@@ -91,7 +91,7 @@ static inline void tile_q(int mr, int nr, int q4, int nb, const blk_q8 *a, size_
 /* Tokens are taken two at a time (one for an odd last token) and weight rows four at a time
  * (then one), in chunks of NC rows so that a chunk of weights stays in L2 while every token
  * passes over it; for m = 1 this is one pass streaming the weights once. */
-static inline void gemm_q(int q4, int m, int n0, int n1, int k, const blk_q8 *a, size_t lda,
+static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, int n1, int k, const blk_q8 *a, size_t lda,
                           const void *w, const float *bias, float *c, size_t ldc)
 {
     enum { NC = 64 };

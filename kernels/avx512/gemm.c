@@ -32,7 +32,7 @@ static inline float hsum16(__m512 v)
 /* ---------------------------------------------------------------------------------------- */
 /* f32 / f16                                                                                 */
 
-enum { KC = 256 }; /* k-chunk: multiple of 16 */
+enum { KC = 1024 }; /* k-chunk: multiple of 16; long enough that the reductions after it cost little */
 
 static inline __m512 wload16(int f16, const void *w, size_t off, __mmask16 mk)
 {
@@ -43,7 +43,7 @@ static inline __m512 wload16(int f16, const void *w, size_t off, __mmask16 mk)
 
 /* One tile: mr (<= 6) tokens x nr (<= 4) weight rows over columns [k0, k1); first/last as in
  * the AVX2 version. Masked loads never touch memory past k1. */
-static inline void tile_f(int mr, int nr, int f16, int k, int k0, int k1, const float *a,
+static inline __attribute__((always_inline)) void tile_f(int mr, int nr, int f16, int k, int k0, int k1, const float *a,
                           size_t lda, const void *w, const float *bias, float *c, size_t ldc,
                           int first, int last)
 {
@@ -83,7 +83,7 @@ static inline void tile_f(int mr, int nr, int f16, int k, int k0, int k1, const 
 
 #define TILE_F(MR, NR) tile_f(MR, NR, f16, k, k0, k1, ai, lda, wj, bj, ci + j, ldc, first, last)
 
-static inline void gemm_f(int f16, int m, int n0, int n1, int k, const float *a, size_t lda,
+static inline __attribute__((always_inline)) void gemm_f(int f16, int m, int n0, int n1, int k, const float *a, size_t lda,
                           const void *w, const float *bias, float *c, size_t ldc)
 {
     const int NC = f16 ? 48 : 24; /* NC x KC weights stay in L1 */
@@ -183,7 +183,7 @@ static inline __m512 scale2(uint16_t lo, const uint16_t *hi)
 /* One tile: mr (<= 4) tokens x nr (<= 4) weight rows, all nb blocks, two at a time. For q8 the
  * weights become unsigned by flipping the sign bit (w + 128); the activations are the signed
  * operand. Exact: |sum| per lane <= 4 * 255 * 127. */
-static inline void tile_q(int mr, int nr, int q4, int nb, const blk_q8 *a, size_t lda,
+static inline __attribute__((always_inline)) void tile_q(int mr, int nr, int q4, int nb, const blk_q8 *a, size_t lda,
                           const void *w, const float *bias, float *c, size_t ldc)
 {
     __m512 acc[4][4];
@@ -239,7 +239,7 @@ static inline void tile_q(int mr, int nr, int q4, int nb, const blk_q8 *a, size_
 
 /* Tokens four at a time, weight rows four at a time (decode: one token, four rows), in chunks
  * of NC rows kept in L2 while all tokens pass. */
-static inline void gemm_q(int q4, int m, int n0, int n1, int k, const blk_q8 *a, size_t lda,
+static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, int n1, int k, const blk_q8 *a, size_t lda,
                           const void *w, const float *bias, float *c, size_t ldc)
 {
     enum { NC = 64 };

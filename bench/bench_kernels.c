@@ -1,0 +1,462 @@
+/* bench_kernels.c: the kernel microbenchmark. It first measures this machine's limits (read
+ * bandwidth over a buffer far larger than the caches, with 1 and N threads; FMA f32 and int8
+ * dot-product peaks per level), then times every gemm kernel x level x real shape
+ * (bench/shapes.h) and prints one TSV line each: median time over the repetitions (after a
+ * warm-up), GFLOP/s or GOP/s, GB/s of weights streamed, and each as a fraction of the limit.
+ *   build/bench_kernels [-t threads] [-q] [-l level] [-s shape-substring] [-k f32|f16|q8|q4]
+ * Threads split the n range of each call (as the runtime does), joined by a spinning barrier. */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kernels.h"
+#include "shapes.h"
+#include "util.h"
+
+#if defined(__x86_64__)
+double peak_fma_avx2(long iters);
+double peak_int8_avx2(long iters);
+double read_sum_avx2(const void *buf, size_t bytes);
+double peak_fma_avx512(long iters);
+double peak_int8_avx512(long iters);
+double read_sum_avx512(const void *buf, size_t bytes);
+#endif
+
+/* One thread: its CPU time, so that time the scheduler gives to other processes of a shared
+ * machine is not counted; several threads: wall time (they must all be running anyway). */
+static double now(int cpu_clock)
+{
+    struct timespec ts;
+    clock_gettime(cpu_clock ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* A minimal fork-join team: worker w runs job(ctx, w) when the generation counter moves.    */
+
+typedef struct team team;
+
+typedef struct worker_arg {
+    team *t;
+    int id;
+} worker_arg;
+
+struct team {
+    int n;
+    pthread_t th[64];
+    worker_arg args[64];
+    atomic_int gen, done, quit;
+    void (*job)(void *, int);
+    void *ctx;
+};
+
+static void *worker(void *p)
+{
+    worker_arg *wa = p;
+    team *t = wa->t;
+    int seen = 0;
+    for (;;) {
+        int g;
+        while ((g = atomic_load(&t->gen)) == seen && !atomic_load(&t->quit))
+            sched_yield(); /* a shared machine: let whoever holds the core finish */
+        if (atomic_load(&t->quit))
+            break;
+        seen = g;
+        t->job(t->ctx, wa->id);
+        atomic_fetch_add(&t->done, 1);
+    }
+    return NULL;
+}
+
+static void team_start(team *t, int n)
+{
+    t->n = n;
+    atomic_init(&t->gen, 0);
+    atomic_init(&t->done, 0);
+    atomic_init(&t->quit, 0);
+    for (int i = 1; i < n; i++) {
+        t->args[i] = (worker_arg){t, i};
+        pthread_create(&t->th[i], NULL, worker, &t->args[i]);
+    }
+}
+
+/* Runs job(ctx, 0..n-1), the caller doing part 0; returns when all parts are done. */
+static void team_run(team *t, void (*job)(void *, int), void *ctx)
+{
+    t->job = job;
+    t->ctx = ctx;
+    atomic_store(&t->done, 0);
+    atomic_fetch_add(&t->gen, 1);
+    job(ctx, 0);
+    while (atomic_load(&t->done) < t->n - 1)
+        sched_yield();
+}
+
+static void team_stop(team *t)
+{
+    atomic_store(&t->quit, 1);
+    for (int i = 1; i < t->n; i++)
+        pthread_join(t->th[i], NULL);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Machine limits                                                                            */
+
+typedef struct read_job {
+    const char *buf;
+    size_t bytes;
+    int parts;
+    const char *level;
+    double sink[64];
+} read_job;
+
+static double read_plain(const void *buf, size_t bytes)
+{
+    const uint64_t *p = buf;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = 0; i < bytes / 8; i += 4) {
+        s0 += p[i];
+        s1 += p[i + 1];
+        s2 += p[i + 2];
+        s3 += p[i + 3];
+    }
+    return (double)(s0 + s1 + s2 + s3);
+}
+
+static void read_part(void *ctx, int id)
+{
+    read_job *j = ctx;
+    size_t per = j->bytes / (size_t)j->parts / 4096 * 4096;
+    const char *p = j->buf + per * (size_t)id;
+    double s;
+#if defined(__x86_64__)
+    if (!strcmp(j->level, "avx512"))
+        s = read_sum_avx512(p, per);
+    else if (!strcmp(j->level, "avx2"))
+        s = read_sum_avx2(p, per);
+    else
+#endif
+        s = read_plain(p, per);
+    j->sink[id] = s;
+}
+
+/* Median read bandwidth (bytes/s) over reps passes of a buffer of bytes, split over the team. */
+static double read_bw(team *t, const char *buf, size_t bytes, const char *level, int reps)
+{
+    read_job j = {.buf = buf, .bytes = bytes, .parts = t->n, .level = level};
+    double ts[32];
+    team_run(t, read_part, &j); /* warm-up: page faults, frequency */
+    for (int r = 0; r < reps; r++) {
+        double t0 = now(t->n == 1);
+        team_run(t, read_part, &j);
+        ts[r] = now(t->n == 1) - t0;
+    }
+    size_t per = bytes / (size_t)t->n / 4096 * 4096;
+    return (double)(per * (size_t)t->n) / median(ts, reps);
+}
+
+typedef struct peak_job {
+    const char *level;
+    int int8;
+    long iters;
+    double sink[64];
+} peak_job;
+
+static void peak_part(void *ctx, int id)
+{
+    peak_job *j = ctx;
+    double s = 0;
+#if defined(__x86_64__)
+    if (!strcmp(j->level, "avx512"))
+        s = j->int8 ? peak_int8_avx512(j->iters) : peak_fma_avx512(j->iters);
+    else if (!strcmp(j->level, "avx2"))
+        s = j->int8 ? peak_int8_avx2(j->iters) : peak_fma_avx2(j->iters);
+#endif
+    j->sink[id] = s;
+}
+
+/* Peak ops/s of the team at a level: f32 FMA (2 flops each) or int8 dot (2 ops per product);
+ * 0 when this build has no peak loop for the level. */
+static double peak(team *t, const char *level, int int8, int reps)
+{
+    double per_iter; /* ops per iteration of one thread's loop */
+    if (!strcmp(level, "avx512"))
+        per_iter = int8 ? 12.0 * 128 : 12.0 * 32;
+    else if (!strcmp(level, "avx2"))
+        per_iter = int8 ? 12.0 * 64 : 10.0 * 16;
+    else
+        return 0;
+    peak_job j = {.level = level, .int8 = int8, .iters = 2000000};
+    double ts[32];
+    team_run(t, peak_part, &j);
+    for (int r = 0; r < reps; r++) {
+        double t0 = now(t->n == 1);
+        team_run(t, peak_part, &j);
+        ts[r] = now(t->n == 1) - t0;
+    }
+    return per_iter * (double)j.iters * t->n / median(ts, reps);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* gemm cases                                                                                */
+
+typedef struct gemm_job {
+    const kernel_table *K;
+    int type, m, n, k;
+    const float *a;
+    const blk_q8 *aq;
+    const void *w;
+    float *c;
+    int parts;
+} gemm_job;
+
+/* Part id of the n range, in multiples of 16 rows, as the runtime's pool splits it. */
+static void gemm_part(void *ctx, int id)
+{
+    gemm_job *j = ctx;
+    int per = (j->n / j->parts + 15) / 16 * 16;
+    int n0 = id * per, n1 = n0 + per < j->n ? n0 + per : j->n;
+    if (n0 >= n1)
+        return;
+    size_t nb = (size_t)j->k / QK;
+    switch (j->type) {
+    case WT_F32:
+        j->K->gemm_f32(j->m, n0, n1, j->k, j->a, (size_t)j->k, j->w, NULL, j->c, (size_t)j->n);
+        break;
+    case WT_F16:
+        j->K->gemm_f16(j->m, n0, n1, j->k, j->a, (size_t)j->k, j->w, NULL, j->c, (size_t)j->n);
+        break;
+    case WT_Q8:
+        j->K->gemm_q8(j->m, n0, n1, j->k, j->aq, nb, j->w, NULL, j->c, (size_t)j->n);
+        break;
+    case WT_Q4:
+        j->K->gemm_q4(j->m, n0, n1, j->k, j->aq, nb, j->w, NULL, j->c, (size_t)j->n);
+        break;
+    }
+}
+
+static size_t weight_bytes(int type, int n, int k)
+{
+    switch (type) {
+    case WT_F32: return (size_t)n * k * 4;
+    case WT_F16: return (size_t)n * k * 2;
+    case WT_Q8: return (size_t)n * (k / QK) * sizeof(blk_q8);
+    default: return (size_t)n * (k / QK) * sizeof(blk_q4);
+    }
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n);
+    if (!p) {
+        fprintf(stderr, "bench_kernels: out of memory (%zu bytes)\n", n);
+        exit(1);
+    }
+    return p;
+}
+
+typedef struct limits {
+    double bw;          /* read bytes/s with the team */
+    double fma, int8;   /* ops/s with the team, per level */
+} limits;
+
+static const char *const type_names[] = {"f32", "f16", "q8", "q4"};
+
+static void bench_case(team *t, const kernel_table *K, const char *level, const bench_shape *s,
+                       int type, int reps, const limits *lim, int threads, size_t rotate)
+{
+    int m = s->m, n = s->n, k = s->k;
+    if (type >= WT_Q8 && k % QK)
+        return;
+    size_t wb = weight_bytes(type, n, k);
+    /* Decode shapes: as many copies of the weights as make rotate bytes, used in turn, so each
+     * call streams its weights from memory as a real model's layers do (one layer's matrix
+     * alone would sit in L3). */
+    int ncopy = s->llm ? (int)((rotate + wb - 1) / wb) : 1;
+    if (ncopy > 64)
+        ncopy = 64;
+    unsigned char *w = xmalloc(wb * (size_t)ncopy);
+    /* Weights: random bytes are valid codes for q8/q4; scales and f16/f32 values are set to
+     * small finite numbers (no NaN/inf slowing anything down). */
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < wb; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        w[i] = (unsigned char)(x >> 24);
+    }
+    if (type == WT_F32)
+        for (size_t i = 0; i < (size_t)n * k; i++)
+            ((float *)w)[i] = (float)(i % 61) * 0.01f - 0.3f;
+    if (type == WT_F16)
+        for (size_t i = 0; i < (size_t)n * k; i++)
+            ((uint16_t *)w)[i] = f32_to_f16((float)(i % 61) * 0.01f - 0.3f);
+    if (type == WT_Q8)
+        for (size_t b = 0; b < wb / sizeof(blk_q8); b++)
+            ((blk_q8 *)w)[b].d = f32_to_f16(0.01f);
+    if (type == WT_Q4)
+        for (size_t b = 0; b < wb / sizeof(blk_q4); b++)
+            ((blk_q4 *)w)[b].d = f32_to_f16(0.01f);
+    for (int i = 1; i < ncopy; i++)
+        memcpy(w + wb * (size_t)i, w, wb);
+    float *a = xmalloc((size_t)m * k * sizeof(float));
+    for (size_t i = 0; i < (size_t)m * k; i++)
+        a[i] = (float)(i % 37) * 0.02f - 0.35f;
+    blk_q8 *aq = NULL;
+    if (type >= WT_Q8) {
+        aq = xmalloc((size_t)m * (k / QK) * sizeof(blk_q8));
+        for (int i = 0; i < m; i++)
+            K->quant_q8(k, a + (size_t)i * k, aq + (size_t)i * (k / QK));
+    }
+    float *c = xmalloc((size_t)m * n * sizeof(float));
+    gemm_job j = {.K = K, .type = type, .m = m, .n = n, .k = k, .a = a, .aq = aq, .w = w, .c = c, .parts = t->n};
+    double ts[64];
+    team_run(t, gemm_part, &j);
+    team_run(t, gemm_part, &j);
+    for (int r = 0; r < reps; r++) {
+        j.w = w + wb * (size_t)((r + 1) % ncopy);
+        double t0 = now(t->n == 1);
+        team_run(t, gemm_part, &j);
+        ts[r] = now(t->n == 1) - t0;
+    }
+    double med = median(ts, reps);
+    double ops = 2.0 * m * n * k;
+    double gops = ops / med * 1e-9;
+    double gbs = (double)wb / med * 1e-9;
+    /* Decode shapes are judged against read bandwidth, vision shapes against the compute peak
+     * of the level (f32 FMA for f32/f16 weights, int8 dot for q8/q4). */
+    double frac;
+    const char *limit;
+    if (s->llm) {
+        frac = gbs * 1e9 / lim->bw;
+        limit = "read_bw";
+    } else if (type >= WT_Q8) {
+        frac = lim->int8 > 0 ? gops * 1e9 / lim->int8 : 0;
+        limit = "int8_peak";
+    } else {
+        frac = lim->fma > 0 ? gops * 1e9 / lim->fma : 0;
+        limit = "fma_peak";
+    }
+    printf("gemm_%s\t%s\t%s\t%d\t%d\t%d\t%d\t%.4f\t%.2f\t%.2f\t%.1f%%\t%s\n", type_names[type], level,
+           s->name, m, n, k, threads, med * 1e3, gops, gbs, 100 * frac, limit);
+    fflush(stdout);
+    free(w);
+    free(a);
+    free(aq);
+    free(c);
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: bench_kernels [-t threads] [-q] [-l level] [-s shape] [-k f32|f16|q8|q4]\n"
+                    "  -t N   threads (default: 1 and all online CPUs)\n"
+                    "  -q     quick: fewer repetitions, smaller bandwidth buffer, one shape per group\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    int quick = 0, tsel = 0;
+    const char *lsel = NULL, *ssel = NULL, *ksel = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-q"))
+            quick = 1;
+        else if (!strcmp(argv[i], "-t") && i + 1 < argc)
+            tsel = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-l") && i + 1 < argc)
+            lsel = argv[++i];
+        else if (!strcmp(argv[i], "-s") && i + 1 < argc)
+            ssel = argv[++i];
+        else if (!strcmp(argv[i], "-k") && i + 1 < argc)
+            ksel = argv[++i];
+        else
+            usage();
+    }
+    int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 1)
+        ncpu = 1;
+    if (ncpu > 64)
+        ncpu = 64;
+    int tlist[2] = {1, ncpu};
+    int nt = ncpu > 1 ? 2 : 1;
+    if (tsel > 0) {
+        tlist[0] = tsel > 64 ? 64 : tsel;
+        nt = 1;
+    }
+    int reps = quick ? 5 : 15;
+
+    char avail[128];
+    kernels_available(avail, sizeof avail);
+    char levels[8][16];
+    int nl = 0;
+    for (char *p = strtok(avail, " "); p && nl < 8; p = strtok(NULL, " "))
+        if (strcmp(p, "ref") && (!lsel || !strcmp(lsel, p)))
+            snprintf(levels[nl++], sizeof levels[0], "%s", p);
+    if (lsel && !strcmp(lsel, "ref"))
+        snprintf(levels[nl++], sizeof levels[0], "ref");
+
+    size_t bwbytes = (size_t)(quick ? 256 : 1024) << 20; /* >> any L3 here (tens of MB) */
+    char *buf = xmalloc(bwbytes);
+    memset(buf, 1, bwbytes);
+
+    printf("# bench_kernels: %d CPUs online, levels:", ncpu);
+    for (int l = 0; l < nl; l++)
+        printf(" %s", levels[l]);
+    printf("; medians of %d runs after warm-up; 1 thread: thread CPU time, N threads: wall time\n", reps);
+    limits lim[2][8];
+    for (int ti = 0; ti < nt; ti++) {
+        team t;
+        team_start(&t, tlist[ti]);
+        for (int l = 0; l < nl; l++) {
+            lim[ti][l].bw = read_bw(&t, buf, bwbytes, levels[l], quick ? 3 : 7);
+            lim[ti][l].fma = peak(&t, levels[l], 0, quick ? 3 : 7);
+            lim[ti][l].int8 = peak(&t, levels[l], 1, quick ? 3 : 7);
+            printf("# limits\t%s\tthreads=%d\tread_bw=%.2f GB/s\tfma_f32=%.1f GFLOP/s\tint8_dot=%.1f GOP/s\n",
+                   levels[l], tlist[ti], lim[ti][l].bw * 1e-9, lim[ti][l].fma * 1e-9, lim[ti][l].int8 * 1e-9);
+        }
+        team_stop(&t);
+    }
+    free(buf);
+
+    printf("kernel\tlevel\tshape\tm\tn\tk\tthreads\tmedian_ms\tgops\tweight_gbs\tof_limit\tlimit\n");
+    for (int ti = 0; ti < nt; ti++) {
+        team t;
+        team_start(&t, tlist[ti]);
+        for (int l = 0; l < nl; l++) {
+            kernel_table K;
+            kernels_init(levels[l], &K);
+            for (int si = 0; si < VLM_N_SHAPES; si++) {
+                const bench_shape *s = &vlm_shapes[si];
+                if (ssel && !strstr(s->name, ssel))
+                    continue;
+                /* quick: the 1.4B decode shapes and the vision MLP only */
+                if (quick && !ssel && !(strstr(s->name, "1.4b.mlp") || strstr(s->name, "vit.mlp_fc1")))
+                    continue;
+                for (int type = WT_F32; type <= WT_Q4; type++) {
+                    if (ksel && strcmp(ksel, type_names[type]))
+                        continue;
+                    if (s->llm && type == WT_F32)
+                        continue; /* LLM weights are stored f16 or quantized */
+                    bench_case(&t, &K, levels[l], s, type, reps, &lim[ti][l], tlist[ti], bwbytes / 2);
+                }
+            }
+        }
+        team_stop(&t);
+    }
+    return 0;
+}
