@@ -34,6 +34,7 @@ struct tokenizer {
     int unk_id;
     int has_unused;           /* any TOK_UNUSED piece: merges through them are undone */
     size_t max_user_len;      /* longest TOK_USER_DEFINED piece, 0 if none */
+    size_t max_piece_len;     /* longest piece: no id covers more normalized bytes (min 4) */
 };
 
 /* ---- piece index ---- */
@@ -175,6 +176,7 @@ int tok_create(int n_vocab, const uint8_t *text, size_t text_len, const uint32_t
     t->types = types;
     t->flags = flags;
     t->unk_id = -1;
+    t->max_piece_len = 4; /* an unknown character (up to 4 bytes) becomes one id */
     for (int b = 0; b < 256; b++)
         t->byte_ids[b] = -1;
     t->n_slots = 16;
@@ -204,6 +206,8 @@ int tok_create(int n_vocab, const uint8_t *text, size_t text_len, const uint32_t
         if (rc)
             break;
         t->slots[i] = id;
+        if (n > t->max_piece_len)
+            t->max_piece_len = n;
         switch (types[id]) {
         case TOK_UNKNOWN:
             if (t->unk_id >= 0)
@@ -518,11 +522,21 @@ int tok_encode(const tokenizer *t, const char *text, size_t len, int *ids, size_
                         TOK_MAX_TEXT >> 20);
     if (len == 0)
         return 0;
+    /* Each id covers at most max_piece_len normalized bytes (merges only form pieces of the
+     * vocabulary), so text that cannot fit in cap ids is refused before the work arrays (about
+     * 60 bytes per byte of text) are allocated: a huge prompt costs no memory. Without
+     * whitespace removal the normalized text is never shorter than the input. */
+    if (!(t->flags & TOK_REMOVE_EXTRA_WHITESPACES) && len / t->max_piece_len > cap)
+        return vlm_fail(e, VLM_ERANGE, "tokenizer: %zu bytes of text need more than the %zu ids allowed", len, cap);
     encoder en = {.t = t};
     uint8_t *norm = malloc(3 * len + 3);
     if (!norm)
         return vlm_fail(e, VLM_ENOMEM, "tokenizer: out of memory for %zu bytes of text", len);
     size_t norm_len = normalize(t, (const uint8_t *)text, len, norm);
+    if (norm_len / t->max_piece_len > cap) {
+        free(norm);
+        return vlm_fail(e, VLM_ERANGE, "tokenizer: %zu bytes of text need more than the %zu ids allowed", len, cap);
+    }
     en.norm = norm;
     /* Symbols: at most one per byte. Heap: n - 1 initial pairs + 2 per merge < 3n. */
     size_t max_syms = norm_len ? norm_len : 1;
