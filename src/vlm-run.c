@@ -1,6 +1,8 @@
-/* vlm-run.c: the command line. Decodes the photo, asks the model, streams the answer.
- *   vlm-run -m model.vlm -i photo.jpg -p "What is in the image?"
- * Errors are one line on stderr and exit code 1 (2 for usage errors). */
+/* vlm-run.c: the command line. One question about one or several photos (batch captioning),
+ * or an interactive chat about a photo whose questions come from stdin (a terminal or a
+ * pipe): the photo is encoded once and every turn computes only its new tokens. Answers
+ * stream to stdout, or come as one JSON object per answer with --json. Errors are one line on
+ * stderr; exit codes: 0 ok, 1 an error (in batch and chat modes: any answer failed), 2 usage. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,40 +12,45 @@
 
 #include "image.h"
 #include "kernels.h"
+#include "err.h"
 #include "npy.h"
 #include "vlm.h"
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: vlm-run -m MODEL.vlm [-i IMAGE] -p PROMPT [options]\n"
+            "usage: vlm-run -m MODEL.vlm [-i IMAGE]... [-p PROMPT] [options]\n"
+            "  With -p: answers PROMPT about each -i IMAGE in turn (or continues the text, for text-only\n"
+            "  models), then exits. Without -p (or with --chat): a chat; questions are read line by line\n"
+            "  from stdin (a terminal or a pipe), the image is encoded once and each turn reuses the\n"
+            "  conversation so far. Chat commands:\n"
+            "    /image FILE   switch to another photo (starts a new conversation)\n"
+            "    /reset        start a new conversation about the same photo\n"
+            "    /stats        timings and token counts of the last answer\n"
+            "    /help         this list          /quit  leave (so does end of input)\n"
+            "options:\n"
             "  -m FILE            model converted with weights-tool\n"
-            "  -i FILE            photo (JPEG, PNG or PNM); omit for text-only use\n"
+            "  -i FILE            photo (JPEG, PNG or PNM); repeat for several photos (with -p)\n"
             "  -p TEXT            question (MobileVLM conversation template) or raw text (text-only models)\n"
-            "  -n N               max new tokens (default 256; 0 = until EOS or the context is full)\n"
-            "  -t N               threads (default: online CPUs)\n"
+            "  --chat             chat even with -p (PROMPT is the first question)\n"
+            "  -n N               max new tokens per answer (default 256; 0 = until EOS or the context is full)\n"
+            "  -t N               threads (default: the fast cores, or all online CPUs)\n"
             "  --temp X           temperature (default 0 = greedy)\n"
             "  --top-k N          keep the N most likely tokens (default 0 = off)\n"
             "  --top-p X          nucleus sampling threshold (default 1 = off)\n"
             "  --seed N           sampling seed\n"
             "  --ignore-eos       do not stop at EOS\n"
+            "  --json             one JSON object per answer on stdout (text, ids, counts, timings)\n"
             "  --print-ids        print the generated token ids after the text\n"
             "  --logits-out FILE  write the logits of the last prompt position as float32 .npy\n"
             "  --stats            print timings per stage, tokens/s and peak RSS to stderr\n"
             "  --dump-rgb FILE    write the decoded (and oriented) photo as binary PPM and exit\n"
             "  --no-exif-rotate   feed the pixels as stored (ignore EXIF orientation, as upstream does)\n"
             "  -v, --version      print the kernel level and exit\n"
-            "exit codes: 0 ok, 1 error (one line on stderr), 2 usage\n"
-            "environment: VLM_ISA=ref|avx2|... caps the kernel level\n");
-}
-
-static int print_piece(void *ctx, int id, const char *text)
-{
-    (void)ctx;
-    (void)id;
-    fputs(text, stdout);
-    fflush(stdout);
-    return 0;
+            "  -h, --help         this help\n"
+            "exit codes: 0 ok; 1 error (one line on stderr; with several photos or in a chat, 1 if any\n"
+            "  answer failed, the others are still given); 2 usage error\n"
+            "environment: VLM_ISA=ref|avx2|avx512|neon|dot caps the kernel level\n");
 }
 
 static double now_ms(void)
@@ -53,71 +60,423 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
-static int die(const vlm_error *e)
+/* Threads by default: the cores of the fastest clusters. On big.LITTLE boards the slow cores
+ * would hold the fast ones back at every barrier, so cores whose maximum frequency is the
+ * lowest of several distinct values are left out; elsewhere every online CPU. */
+static int default_threads(void)
 {
-    fprintf(stderr, "vlm-run: %s\n", e->msg);
-    return 1;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        return 1;
+    if (n > 256)
+        n = 256;
+    long freq[256];
+    long lo = -1, hi = -1;
+    for (long i = 0; i < n; i++) {
+        char path[96];
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%ld/cpufreq/cpuinfo_max_freq", i);
+        FILE *f = fopen(path, "r");
+        freq[i] = -1;
+        if (!f || fscanf(f, "%ld", &freq[i]) != 1)
+            freq[i] = -1;
+        if (f)
+            fclose(f);
+        if (freq[i] < 0)
+            return (int)n; /* unknown topology: all of them */
+        lo = lo < 0 || freq[i] < lo ? freq[i] : lo;
+        hi = freq[i] > hi ? freq[i] : hi;
+    }
+    if (lo == hi)
+        return (int)n;
+    int fast = 0;
+    for (long i = 0; i < n; i++)
+        fast += freq[i] > lo;
+    return fast > 0 ? fast : (int)n;
 }
 
-int main(int argc, char **argv)
+typedef struct options {
+    const char *model_path;
+    const char **images; /* (n_images) */
+    int n_images;
+    const char *prompt;
+    const char *logits_path;
+    const char *dump_path;
+    int chat, json, print_ids, stats, exif, threads;
+    vlm_request rq; /* sampling settings shared by every answer */
+} options;
+
+/* The state of a run: the model, the conversation, the photo and the last answer's figures. */
+typedef struct app {
+    options o;
+    vlm_model *m;
+    vlm_chat *chat;
+    vlm_image_embed *img;  /* the photo of the conversation, or NULL */
+    char *img_name;        /* (owned) its file name */
+    int img_pending;       /* attach img to the next question (first turn of a conversation) */
+    double img_decode_ms;  /* for the next answer's figures */
+    int tty_err;           /* progress lines on stderr */
+    int progress_shown;
+    float *logits;         /* (vocab) for --logits-out */
+    vlm_result last;       /* counts and timings (ids/text not kept) */
+    int have_last, turn;
+    double last_decode_ms, last_pre_ms, last_vis_ms;
+} app;
+
+/* A transient status line on stderr (terminals only): replaced by the next, erased by NULL. */
+static void status(app *a, const char *msg)
 {
-    const char *model_path = NULL;
-    const char *image_path = NULL;
-    const char *prompt = NULL;
-    const char *logits_path = NULL;
-    const char *dump_path = NULL;
-    int n_new = 256;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    int threads = cpus > 0 ? (int)cpus : 1;
-    int print_ids = 0;
-    int stats = 0;
-    int exif = IMAGE_EXIF_APPLY;
-    vlm_request rq = {.top_p = 1.0f, .on_token = print_piece};
+    if (!a->tty_err)
+        return;
+    if (msg)
+        fprintf(stderr, "\r\033[K%s", msg);
+    else if (a->progress_shown)
+        fputs("\r\033[K", stderr);
+    a->progress_shown = msg != NULL;
+    fflush(stderr);
+}
+
+static void on_progress(void *ctx, const char *stage, int done, int total)
+{
+    app *a = ctx;
+    char msg[96];
+    if (done >= total) {
+        status(a, NULL);
+        return;
+    }
+    snprintf(msg, sizeof msg, "[%s: %d %s...]", !strcmp(stage, "vision") ? "encoding the image" : "reading the prompt",
+             total, !strcmp(stage, "vision") ? "image tokens" : "positions");
+    status(a, msg);
+}
+
+static int print_piece(void *ctx, int id, const char *text)
+{
+    app *a = ctx;
+    (void)id;
+    if (!a->o.json) {
+        fputs(text, stdout);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+/* A JSON string: escapes quotes, backslashes and control characters; bytes that are not valid
+ * UTF-8 become U+FFFD so that the output is always valid JSON. */
+static void json_str(FILE *f, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    fputc('"', f);
+    while (*p) {
+        unsigned c = *p;
+        if (c == '"' || c == '\\') {
+            fputc('\\', f);
+            fputc((int)c, f);
+            p++;
+        } else if (c < 0x20) {
+            const char *esc = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r" : NULL;
+            if (esc)
+                fputs(esc, f);
+            else
+                fprintf(f, "\\u%04x", c);
+            p++;
+        } else if (c < 0x80) {
+            fputc((int)c, f);
+            p++;
+        } else {
+            /* length of a well-formed sequence (no overlongs, surrogates or > U+10FFFF) */
+            int n = 0;
+            if (c >= 0xc2 && c <= 0xdf)
+                n = 2;
+            else if (c >= 0xe0 && c <= 0xef)
+                n = 3;
+            else if (c >= 0xf0 && c <= 0xf4)
+                n = 4;
+            int ok = n > 0;
+            for (int i = 1; ok && i < n; i++)
+                ok = (p[i] & 0xc0) == 0x80;
+            if (ok && n == 3)
+                ok = !(c == 0xe0 && p[1] < 0xa0) && !(c == 0xed && p[1] >= 0xa0);
+            if (ok && n == 4)
+                ok = !(c == 0xf0 && p[1] < 0x90) && !(c == 0xf4 && p[1] >= 0x90);
+            if (ok) {
+                fwrite(p, 1, (size_t)n, f);
+                p += n;
+            } else {
+                fputs("\\ufffd", f);
+                p++;
+            }
+        }
+    }
+    fputc('"', f);
+}
+
+static const char *stop_name(int reason)
+{
+    switch (reason) {
+    case VLM_STOP_EOS: return "eos";
+    case VLM_STOP_LENGTH: return "length";
+    case VLM_STOP_CONTEXT: return "context";
+    case VLM_STOP_CALLBACK: return "callback";
+    }
+    return "none";
+}
+
+static void print_stats(const app *a, FILE *f)
+{
+    const vlm_result *r = &a->last;
+    if (!a->have_last) {
+        fprintf(f, "no answer yet\n");
+        return;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    fprintf(f,
+            "turn %d: %d positions in the conversation, %d computed, %d reused from the cache\n"
+            "  kernels %s, %d threads\n",
+            a->turn, r->n_prompt_tokens, r->n_prefilled, r->n_reused, vlm_get_info(a->m)->kernels, a->o.threads);
+    if (a->last_decode_ms > 0 || a->last_vis_ms > 0)
+        fprintf(f,
+                "  image decode     %8.1f ms\n"
+                "  preprocess       %8.1f ms\n"
+                "  vision+projector %8.1f ms\n",
+                a->last_decode_ms, a->last_pre_ms, a->last_vis_ms);
+    fprintf(f,
+            "  prefill          %8.1f ms  %d positions  %.1f positions/s\n"
+            "  generation       %8.1f ms  %d tokens  %.1f tokens/s  (stop: %s)\n"
+            "  peak RSS         %8.1f MB\n",
+            r->prefill_ms, r->n_prefilled, r->prefill_ms > 0 ? r->n_prefilled / (r->prefill_ms / 1e3) : 0,
+            r->generate_ms, r->n_ids, r->generate_ms > 0 ? r->n_ids / (r->generate_ms / 1e3) : 0, stop_name(r->stop_reason),
+            ru.ru_maxrss / 1024.0);
+}
+
+/* Decodes and encodes a photo; on success it becomes the conversation's photo (a new
+ * conversation starts). */
+static int load_image(app *a, const char *path, vlm_error *e)
+{
+    status(a, "[decoding the photo...]");
+    double t0 = now_ms();
+    vlm_image im = {0};
+    int rc = image_decode_file(path, a->o.exif, NULL, &im, e);
+    double t1 = now_ms();
+    vlm_image_embed *emb = NULL;
+    if (!rc) {
+        on_progress(a, "vision", 0, vlm_get_info(a->m)->n_image_tokens);
+        rc = vlm_encode_image(a->m, im.rgb, im.width, im.height, &emb, e);
+    }
+    status(a, NULL);
+    image_free(&im);
+    char *name = rc ? NULL : strdup(path);
+    if (!rc && !name)
+        rc = vlm_fail(e, VLM_ENOMEM, "out of memory");
+    if (rc) {
+        vlm_image_embed_free(emb);
+        return rc;
+    }
+    vlm_image_embed_free(a->img);
+    free(a->img_name);
+    a->img = emb;
+    a->img_name = name;
+    a->img_pending = 1;
+    a->img_decode_ms = t1 - t0;
+    vlm_chat_reset(a->chat);
+    return 0;
+}
+
+/* Asks one question in the current conversation and prints the answer (streamed text, or a
+ * JSON object). */
+static int ask(app *a, const char *question, vlm_error *e)
+{
+    vlm_request rq = a->o.rq;
+    rq.prompt = question;
+    rq.on_token = print_piece;
+    rq.on_progress = on_progress;
+    rq.ctx = a;
+    rq.logits_out = a->logits;
+    vlm_result r;
+    const vlm_image_embed *img = a->img_pending ? a->img : NULL;
+    int rc = vlm_chat_ask(a->chat, &rq, img, &r, e);
+    status(a, NULL);
+    if (rc) {
+        if (!a->o.json)
+            fputc('\n', stdout);
+        fflush(stdout);
+        return rc;
+    }
+    const vlm_image_info *ii = img ? vlm_image_embed_info(img) : NULL;
+    a->last = r;
+    a->have_last = 1;
+    a->turn = vlm_chat_turns(a->chat);
+    a->last_decode_ms = img ? a->img_decode_ms : 0;
+    a->last_pre_ms = ii ? ii->preprocess_ms : 0;
+    a->last_vis_ms = ii ? ii->vision_ms : 0;
+    a->img_pending = 0;
+    if (a->o.json) {
+        printf("{\"image\":");
+        if (a->img_name)
+            json_str(stdout, a->img_name);
+        else
+            printf("null");
+        printf(",\"turn\":%d,\"question\":", a->turn);
+        json_str(stdout, question);
+        printf(",\"text\":");
+        json_str(stdout, r.text);
+        printf(",\"ids\":[");
+        for (int i = 0; i < r.n_ids; i++)
+            printf(i ? ",%d" : "%d", r.ids[i]);
+        printf("],\"stop\":\"%s\",\"n_prompt\":%d,\"n_reused\":%d,\"n_prefilled\":%d,"
+               "\"timings_ms\":{\"image_decode\":%.3f,\"preprocess\":%.3f,\"vision\":%.3f,\"prefill\":%.3f,"
+               "\"generate\":%.3f}}\n",
+               stop_name(r.stop_reason), r.n_prompt_tokens, r.n_reused, r.n_prefilled, a->last_decode_ms,
+               a->last_pre_ms, a->last_vis_ms, r.prefill_ms, r.generate_ms);
+    } else {
+        fputc('\n', stdout);
+        if (a->o.print_ids) {
+            for (int i = 0; i < r.n_ids; i++)
+                printf(i ? " %d" : "%d", r.ids[i]);
+            fputc('\n', stdout);
+        }
+    }
+    fflush(stdout);
+    if (a->o.logits_path) {
+        int64_t shape[1] = {vlm_get_info(a->m)->vocab_size};
+        rc = npy_write_f32(a->o.logits_path, a->logits, 1, shape, e);
+    }
+    if (!rc && a->o.stats)
+        print_stats(a, stderr);
+    return rc;
+}
+
+/* Reads questions and commands from stdin until /quit or the end of input. Returns the
+ * number of failed answers. */
+static int chat_loop(app *a)
+{
+    int interactive = isatty(STDIN_FILENO);
+    int failed = 0;
+    vlm_error e = {0};
+    if (interactive)
+        fprintf(stderr, "chat with %s%s%s: type a question, /help for commands\n", a->o.model_path,
+                a->img_name ? " about " : "", a->img_name ? a->img_name : "");
+    char *line = NULL;
+    size_t cap = 0;
+    for (;;) {
+        if (interactive) {
+            fputs("> ", stdout);
+            fflush(stdout);
+        }
+        ssize_t len = getline(&line, &cap, stdin);
+        if (len < 0)
+            break;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = 0;
+        char *s = line;
+        while (*s == ' ' || *s == '\t')
+            s++;
+        if (!*s)
+            continue;
+        if (*s != '/') {
+            if (ask(a, s, &e)) {
+                fprintf(stderr, "vlm-run: %s\n", e.msg);
+                failed++;
+            }
+            continue;
+        }
+        char *arg = s + strcspn(s, " \t");
+        if (*arg)
+            *arg++ = 0;
+        while (*arg == ' ' || *arg == '\t')
+            arg++;
+        if (!strcmp(s, "/quit") || !strcmp(s, "/exit"))
+            break;
+        else if (!strcmp(s, "/reset")) {
+            vlm_chat_reset(a->chat);
+            a->img_pending = a->img != NULL;
+            fprintf(stderr, "(new conversation)\n");
+        } else if (!strcmp(s, "/stats"))
+            print_stats(a, stdout);
+        else if (!strcmp(s, "/help"))
+            usage(stdout);
+        else if (!strcmp(s, "/image")) {
+            if (!vlm_get_info(a->m)->has_vision) {
+                fprintf(stderr, "vlm-run: this is a text-only model: it cannot take an image\n");
+                failed++;
+            } else if (!*arg) {
+                fprintf(stderr, "vlm-run: /image needs a file name\n");
+            } else if (load_image(a, arg, &e)) {
+                fprintf(stderr, "vlm-run: %s\n", e.msg);
+                failed++;
+            } else {
+                fprintf(stderr, "(photo %s, new conversation)\n", arg);
+            }
+        } else
+            fprintf(stderr, "vlm-run: unknown command %s (/help lists them)\n", s);
+        fflush(stdout);
+    }
+    free(line);
+    return failed;
+}
+
+/* Parses argv into o; returns 0, or the exit code (0 for --help/--version after printing). */
+static int parse(int argc, char **argv, options *o, int *exit_now)
+{
+    *exit_now = 0;
+    o->exif = IMAGE_EXIF_APPLY;
+    o->threads = default_threads();
+    o->rq = (vlm_request){.top_p = 1.0f, .max_new_tokens = 256};
+    o->images = calloc((size_t)argc, sizeof *o->images);
+    if (!o->images) {
+        fprintf(stderr, "vlm-run: out of memory\n");
+        return 1;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1;
         if (!strcmp(a, "-m") && v)
-            model_path = v;
+            o->model_path = v;
         else if (!strcmp(a, "-i") && v)
-            image_path = v;
+            o->images[o->n_images++] = v;
         else if (!strcmp(a, "-p") && v)
-            prompt = v;
+            o->prompt = v;
         else if (!strcmp(a, "-n") && v)
-            n_new = atoi(v);
+            o->rq.max_new_tokens = atoi(v);
         else if (!strcmp(a, "-t") && v)
-            threads = atoi(v);
+            o->threads = atoi(v);
         else if (!strcmp(a, "--temp") && v)
-            rq.temperature = (float)atof(v);
+            o->rq.temperature = (float)atof(v);
         else if (!strcmp(a, "--top-k") && v)
-            rq.top_k = atoi(v);
+            o->rq.top_k = atoi(v);
         else if (!strcmp(a, "--top-p") && v)
-            rq.top_p = (float)atof(v);
+            o->rq.top_p = (float)atof(v);
         else if (!strcmp(a, "--seed") && v)
-            rq.seed = strtoull(v, NULL, 10);
+            o->rq.seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--logits-out") && v)
-            logits_path = v;
+            o->logits_path = v;
         else if (!strcmp(a, "--dump-rgb") && v)
-            dump_path = v;
+            o->dump_path = v;
         else {
             takes = 0;
             if (!strcmp(a, "--ignore-eos"))
-                rq.ignore_eos = 1;
+                o->rq.ignore_eos = 1;
             else if (!strcmp(a, "--print-ids"))
-                print_ids = 1;
+                o->print_ids = 1;
             else if (!strcmp(a, "--stats"))
-                stats = 1;
+                o->stats = 1;
+            else if (!strcmp(a, "--json"))
+                o->json = 1;
+            else if (!strcmp(a, "--chat"))
+                o->chat = 1;
             else if (!strcmp(a, "--no-exif-rotate"))
-                exif = IMAGE_EXIF_IGNORE;
+                o->exif = IMAGE_EXIF_IGNORE;
             else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
                 usage(stdout);
+                *exit_now = 1;
                 return 0;
             } else if (!strcmp(a, "-v") || !strcmp(a, "--version")) {
                 kernel_table k;
                 char avail[64];
                 kernels_init(NULL, &k);
                 kernels_available(avail, sizeof avail);
-                printf("vlm-run 0.1: kernels %s (available: %s)\n", k.level, avail);
+                printf("vlm-run 0.2: kernels %s (available: %s)\n", k.level, avail);
+                *exit_now = 1;
                 return 0;
             } else {
                 fprintf(stderr, "vlm-run: unknown or incomplete option '%s' (see --help)\n", a);
@@ -126,83 +485,108 @@ int main(int argc, char **argv)
         }
         i += takes;
     }
-    if (threads < 1 || threads > 256 || n_new < 0 || rq.temperature < 0) {
+    if (o->threads < 1 || o->threads > 256 || o->rq.max_new_tokens < 0 || !(o->rq.temperature >= 0)) {
         fprintf(stderr, "vlm-run: -t must be 1..256, -n >= 0, --temp >= 0\n");
         return 2;
     }
+    if (!o->prompt)
+        o->chat = 1;
+    if (o->chat && o->n_images > 1) {
+        fprintf(stderr, "vlm-run: a chat takes one -i photo (switch with /image FILE); several photos need -p\n");
+        return 2;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    app a = {0};
+    options *o = &a.o;
+    int exit_now;
+    int rc = parse(argc, argv, o, &exit_now);
+    if (rc || exit_now) {
+        free(o->images);
+        return rc;
+    }
     vlm_error e = {0};
-    double t_start = now_ms();
-    vlm_image img = {0};
-    if (image_path) {
-        if (image_decode_file(image_path, exif, NULL, &img, &e))
-            return die(&e);
-        if (dump_path) {
-            int rc = image_write_ppm(dump_path, &img, &e);
-            image_free(&img);
-            return rc ? die(&e) : 0;
+    a.tty_err = isatty(STDERR_FILENO);
+    if (o->dump_path) {
+        vlm_image img = {0};
+        if (!o->n_images) {
+            fprintf(stderr, "vlm-run: --dump-rgb needs -i IMAGE\n");
+            rc = 2;
+        } else if (image_decode_file(o->images[0], o->exif, NULL, &img, &e) || image_write_ppm(o->dump_path, &img, &e)) {
+            fprintf(stderr, "vlm-run: %s\n", e.msg);
+            rc = 1;
         }
-    } else if (dump_path) {
-        fprintf(stderr, "vlm-run: --dump-rgb needs -i IMAGE\n");
+        image_free(&img);
+        free(o->images);
+        return rc;
+    }
+    if (!o->model_path) {
+        fprintf(stderr, "vlm-run: -m MODEL is required (see --help)\n");
+        free(o->images);
         return 2;
     }
-    double t_image = now_ms();
-    if (!model_path || !prompt) {
-        image_free(&img);
-        fprintf(stderr, "vlm-run: -m MODEL and -p PROMPT are required (see --help)\n");
-        return 2;
-    }
-    vlm_model *m;
-    if (vlm_open(model_path, threads, &m, &e)) {
-        image_free(&img);
-        return die(&e);
-    }
-    double t_load = now_ms();
-    const vlm_info *info = vlm_get_info(m);
-    float *logits = NULL;
-    if (logits_path && !(logits = malloc((size_t)info->vocab_size * sizeof *logits))) {
-        fprintf(stderr, "vlm-run: out of memory\n");
+    status(&a, "[loading the model...]");
+    double t0 = now_ms();
+    rc = vlm_open(o->model_path, o->threads, &a.m, &e);
+    double t_load = now_ms() - t0;
+    status(&a, NULL);
+    if (!rc)
+        rc = vlm_chat_new(a.m, &a.chat, &e);
+    if (!rc && o->logits_path &&
+        !(a.logits = malloc((size_t)vlm_get_info(a.m)->vocab_size * sizeof *a.logits)))
+        rc = -1;
+    if (rc) {
+        fprintf(stderr, "vlm-run: %s\n", rc == -1 ? "out of memory" : e.msg);
+        vlm_close(a.m);
+        free(o->images);
         return 1;
     }
-    rq.prompt = prompt;
-    rq.image_rgb = img.rgb;
-    rq.image_width = img.width;
-    rq.image_height = img.height;
-    rq.max_new_tokens = n_new;
-    rq.logits_out = logits;
-    vlm_result res;
-    int rc = vlm_generate(m, &rq, &res, &e);
-    if (!rc) {
-        fputc('\n', stdout);
-        if (print_ids) {
-            for (int i = 0; i < res.n_ids; i++)
-                printf(i ? " %d" : "%d", res.ids[i]);
-            fputc('\n', stdout);
+    if (o->stats)
+        fprintf(stderr, "stats: model load %.1f ms, kernels %s, %d threads\n", t_load, vlm_get_info(a.m)->kernels,
+                o->threads);
+    int failed = 0;
+    if (o->n_images && !vlm_get_info(a.m)->has_vision) {
+        fprintf(stderr, "vlm-run: %s is a text-only model: it cannot take an image\n", o->model_path);
+        failed = 1;
+    } else if (o->chat) {
+        if (o->n_images && load_image(&a, o->images[0], &e)) {
+            fprintf(stderr, "vlm-run: %s\n", e.msg);
+            failed = 1;
+        } else {
+            if (o->prompt && ask(&a, o->prompt, &e)) {
+                fprintf(stderr, "vlm-run: %s\n", e.msg);
+                failed++;
+            }
+            failed += chat_loop(&a);
         }
-        fflush(stdout);
+    } else {
+        /* One question per photo, each a new conversation (batch captioning). */
+        int n = o->n_images ? o->n_images : 1;
+        for (int i = 0; i < n; i++) {
+            if (o->n_images) {
+                if (load_image(&a, o->images[i], &e)) {
+                    fprintf(stderr, "vlm-run: %s\n", e.msg);
+                    failed++;
+                    continue;
+                }
+                if (n > 1 && !o->json)
+                    printf("== %s\n", o->images[i]);
+            }
+            vlm_chat_reset(a.chat);
+            if (ask(&a, o->prompt, &e)) {
+                fprintf(stderr, "vlm-run: %s\n", e.msg);
+                failed++;
+            }
+        }
     }
-    if (!rc && logits_path) {
-        int64_t shape[1] = {info->vocab_size};
-        rc = npy_write_f32(logits_path, logits, 1, shape, &e);
-    }
-    if (!rc && stats) {
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        double gen_tps = res.generate_ms > 0 ? res.n_ids / (res.generate_ms / 1e3) : 0;
-        fprintf(stderr,
-                "stats: kernels %s, %d threads\n"
-                "  image decode     %8.1f ms\n"
-                "  model load       %8.1f ms\n"
-                "  preprocess       %8.1f ms\n"
-                "  vision+projector %8.1f ms\n"
-                "  prefill          %8.1f ms  %d tokens  %.1f tokens/s\n"
-                "  generation       %8.1f ms  %d tokens  %.1f tokens/s\n"
-                "  peak RSS         %8.1f MB\n",
-                info->kernels, threads, t_image - t_start, t_load - t_image, res.preprocess_ms, res.vision_ms,
-                res.prefill_ms, res.n_prompt_tokens, res.prefill_ms > 0 ? res.n_prompt_tokens / (res.prefill_ms / 1e3) : 0,
-                res.generate_ms, res.n_ids, gen_tps, ru.ru_maxrss / 1024.0);
-    }
-    free(logits);
-    vlm_close(m);
-    image_free(&img);
-    return rc ? die(&e) : 0;
+    free(a.img_name);
+    vlm_image_embed_free(a.img);
+    vlm_chat_free(a.chat);
+    vlm_close(a.m);
+    free(a.logits);
+    free(o->images);
+    return failed ? 1 : 0;
 }
