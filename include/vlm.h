@@ -136,6 +136,11 @@ typedef struct vlm_image_info {
  * text-only model. */
 int vlm_encode_image(vlm_model *m, const uint8_t *rgb, int width, int height, vlm_image_embed **out,
                      vlm_error *err);
+/* Decodes a JPEG, PNG or PNM file into *rgb (height, width, 3), freed with vlm_free_rgb.
+ * exif_rotate: 1 turns camera photos upright by their EXIF orientation (upstream feeds the
+ * pixels as stored: 0). Untrusted files are safe: sizes are checked, bombs refused. */
+int vlm_read_image(const char *path, int exif_rotate, uint8_t **rgb, int *width, int *height, vlm_error *err);
+void vlm_free_rgb(uint8_t *rgb);
 void vlm_image_embed_free(vlm_image_embed *img);
 const vlm_image_info *vlm_image_embed_info(const vlm_image_embed *img);
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "image.h"
 #include "model.h"
 #include "preprocess.h"
 #include "util.h"
@@ -434,6 +435,26 @@ int vlm_encode_image(vlm_model *v, const uint8_t *rgb, int width, int height, vl
     img->info = (vlm_image_info){m->n_image_tokens, D, img->data, t1 - t0, now_ms() - t1};
     *out = img;
     return 0;
+}
+
+int vlm_read_image(const char *path, int exif_rotate, uint8_t **rgb, int *width, int *height, vlm_error *err)
+{
+    *rgb = NULL;
+    *width = *height = 0;
+    vlm_image im;
+    int rc = image_decode_file(path, exif_rotate ? IMAGE_EXIF_APPLY : IMAGE_EXIF_IGNORE, NULL, &im, err);
+    if (rc)
+        return rc;
+    *rgb = im.rgb;
+    *width = im.width;
+    *height = im.height;
+    return 0;
+}
+
+void vlm_free_rgb(uint8_t *rgb)
+{
+    vlm_image im = {0, 0, rgb};
+    image_free(&im);
 }
 
 void vlm_image_embed_free(vlm_image_embed *img)
