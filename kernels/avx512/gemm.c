@@ -10,6 +10,9 @@
 #error "kernels/avx512 files must be built with -mavx512f -mavx512bw -mavx512vl -mavx512vnni"
 #endif
 #include "../avx2/simd.h"
+
+#define GEMV_VNNI 1
+#include "../avx2/gemv_q.h"
 #include "kernels.h"
 
 void gemm_f32_avx512(int m, int n0, int n1, int k, const float *a, size_t lda, const float *w,
@@ -243,6 +246,12 @@ static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, 
                           const void *w, const float *bias, float *c, size_t ldc)
 {
     enum { NC = 64 };
+    if (m == 1) {
+        /* Decode: a separate arithmetic (see gemv_q.h), chosen by m, which every thread of
+         * one call shares, so splits of [n0, n1) still agree bit for bit. */
+        gemv_q(q4, n0, n1, k, a, w, bias, c);
+        return;
+    }
     int nb = k / QK;
     size_t wrow = (size_t)nb * (q4 ? sizeof(blk_q4) : sizeof(blk_q8));
     const char *wc = w;
