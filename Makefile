@@ -123,6 +123,29 @@ fuzz:
 	  [ $$rc = 0 ] || { tail -40 build-fuzz/$$t.log; echo "FAILED: $$t (log build-fuzz/$$t.log)"; exit 1; }; \
 	done
 
+# Install (PREFIX=/usr/local, DESTDIR for staging): the programs, libvlm.a, vlm.h, vlm.pc.
+PREFIX ?= /usr/local
+install: $(O)/vlm-run $(O)/weights-tool $(LIB)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(O)/vlm-run $(O)/weights-tool $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 include/vlm.h $(DESTDIR)$(PREFIX)/include/
+	sed 's|@PREFIX@|$(PREFIX)|' vlm.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/vlm.pc
+
+# No download: the tiny random-weight MobileVLM V2 fixture and the real stories260K model.
+demo: $(O)/vlm-run $(O)/weights-tool $(O)/example_api
+	$(RUN) $(O)/weights-tool convert tests/data/fixtures/tiny-v2 -o $(O)/demo-tiny-v2.vlm --quant f32
+	$(RUN) $(O)/weights-tool convert tests/data/fixtures/stories260K-hf -o $(O)/demo-stories.vlm --quant f32
+	@echo "== tiny MobileVLM V2 fixture: RANDOM weights, so the answer is noise (every number matches PyTorch)"
+	$(RUN) $(O)/vlm-run -m $(O)/demo-tiny-v2.vlm -i tests/data/fixtures/tiny-v2/goldens/image.jpg \
+	  -p "What is in the image?" -n 24 --stats
+	@echo "== the API example (bench/example_api.c): two questions in one conversation (noise again)"
+	$(RUN) $(O)/example_api $(O)/demo-tiny-v2.vlm tests/data/fixtures/tiny-v2/goldens/image.jpg
+	@echo "== stories260K, a real (tiny) model trained on children's stories"
+	$(RUN) $(O)/vlm-run -m $(O)/demo-stories.vlm -p "Once upon a time" -n 150
+
+.PHONY: install demo
+
 clean:
 	rm -rf build build-*
 
