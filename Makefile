@@ -123,6 +123,27 @@ fuzz:
 	  [ $$rc = 0 ] || { tail -40 build-fuzz/$$t.log; echo "FAILED: $$t (log build-fuzz/$$t.log)"; exit 1; }; \
 	done
 
+# Long runs, not part of `make test`: the soak program (SOAK_ROUNDS generations in one process,
+# RSS and heap flat) and the converter's allocation-failure sweep.
+SOAK_ROUNDS ?= 200
+$(O)/soak: $(O)/obj/tests/soak/soak.o $(TEST_SUPPORT_OBJ) $(TOOL_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+soak: $(O)/soak $(O)/tests/test_alloc
+	$(RUN) $(O)/soak $(SOAK_ROUNDS)
+	$(RUN) $(O)/tests/test_alloc convert
+
+# Valgrind memcheck of the end-to-end path: convert the tiny MobileVLM V2 fixture, answer about
+# its image with vlm-run, and a short soak; any error or definite/indirect leak fails.
+VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+    --show-leak-kinds=definite,indirect
+valgrind: $(O)/vlm-run $(O)/weights-tool $(O)/soak
+	$(VALGRIND) $(O)/weights-tool convert tests/data/fixtures/tiny-v2 -o $(O)/valgrind-tiny-v2.vlm --quant q8
+	$(VALGRIND) $(O)/vlm-run -m $(O)/valgrind-tiny-v2.vlm -i tests/data/fixtures/tiny-v2/goldens/image.jpg \
+	    -p "What is in the image?" -n 8 -t 2 --stats
+	$(VALGRIND) $(O)/soak 8 noflat
+	rm -f $(O)/valgrind-tiny-v2.vlm
+
 # Install (PREFIX=/usr/local, DESTDIR for staging): the programs, libvlm.a, vlm.h, vlm.pc.
 PREFIX ?= /usr/local
 install: $(O)/vlm-run $(O)/weights-tool $(LIB)
@@ -149,5 +170,5 @@ demo: $(O)/vlm-run $(O)/weights-tool $(O)/example_api
 clean:
 	rm -rf build build-*
 
-.PHONY: all test clean fuzz fuzz-replay sanitize
+.PHONY: all test clean fuzz fuzz-replay sanitize soak valgrind
 .SECONDARY:
