@@ -11,6 +11,17 @@
 #include "decoders.h"
 #include "util.h"
 
+/* SIMD through the baseline ISA of each target only (no run-time detection): SSE2 on x86-64,
+ * NEON on aarch64. Every kernel has a plain C twin that other targets use; building with
+ * -DJPEG_NO_SIMD selects the C twins everywhere so the test can cross-check both. */
+#if defined(__SSE2__) && !defined(JPEG_NO_SIMD)
+#include <emmintrin.h>
+#define JPEG_SSE2 1
+#elif defined(__aarch64__) && !defined(JPEG_NO_SIMD)
+#include <arm_neon.h>
+#define JPEG_NEON 1
+#endif
+
 enum {
     JPEG_MAX_COMPONENTS = 4,
     JPEG_MAX_BLOCKS_IN_MCU = 10, /* T.81 B.2.3 and libjpeg's D_MAX_BLOCKS_IN_MCU */
@@ -127,6 +138,9 @@ typedef struct jpeg_dec {
     uint8_t *rgb;     /* (height, width, 3) output */
     uint8_t *rowtmp;  /* (ncomp, width + 64) upsampled rows */
     size_t rowtmp_stride;
+    int16_t *sums;    /* (2, sums_stride) chroma rows prepared for the fused YCbCr path */
+    size_t sums_stride;
+    int fused;        /* emit_rows uses ycc_row_fused (see fused_eligible) */
 
     /* YCbCr->RGB lookup tables (libjpeg's jdcolor.c arithmetic, precomputed per decode). */
     int cr_r[256], cb_b[256];  /* (256) rounded red/blue offsets of Cr/Cb */
@@ -652,10 +666,290 @@ static inline uint8_t cmyk_to_channel(int stored_c, int stored_k)
     return clamp255(nk - (((t >> 8) + t) >> 8));
 }
 
+/* ---------------------------------------------------------------- fused YCbCr output */
+
+/* The common case (YCbCr, full-resolution Y, each chroma component at ratio 1 or 2 in each
+ * direction: 4:4:4, 4:2:2, 4:4:0, 4:2:0) is converted row by row without materialising
+ * upsampled chroma rows, 16 pixels at a time with SIMD. For each output row, chroma_prep turns
+ * the one or two source rows of a chroma component into an int16 row S (the vertical part of
+ * libjpeg's filter); the horizontal part and the colour conversion then read S:
+ *   hr 1, vr 1: S[i] = r0[i]                       out[x] = S[x]
+ *   hr 1, vr 2: S[i] = (3*r0[i] + r1[i] + b) >> 2   out[x] = S[x]    (b = 1 above, 2 below)
+ *   hr 2, vr 1: S[i] = r0[i]         out[2i] = (3*S[i] + S[i-1] + 1) >> 2,
+ *                                    out[2i+1] = (3*S[i] + S[i+1] + 2) >> 2
+ *   hr 2, vr 2: S[i] = 3*r0[i] + r1[i]  out[2i] = (3*S[i] + S[i-1] + 8) >> 4,
+ *                                       out[2i+1] = (3*S[i] + S[i+1] + 7) >> 4
+ * (r1 is the nearer neighbouring source row, clamped to the image.) With S[-1] = S[0] and
+ * S[n] = S[n-1], libjpeg's edge formulas are the interior ones, so the loops have no special
+ * cases; the results are those of upsample_row followed by the CS_YCC loop of emit_rows. */
+
+typedef struct chroma_mode {
+    int hr;         /* 1 or 2 */
+    int be, bo, sh; /* hr 2: rounding biases of even/odd outputs and the final shift */
+} chroma_mode;
+
+/* Whether emit_rows can use ycc_row_fused: the layouts above, with fancy horizontal
+ * upsampling wherever hr is 2 (upsample_row replicates for components of <= 2 samples). */
+static int fused_eligible(const jpeg_dec *d)
+{
+    if (d->color_space != CS_YCC || d->ncomp != 3 || d->comp[0].hr != 1 || d->comp[0].vr != 1)
+        return 0;
+    for (int i = 1; i < 3; i++) {
+        const jpeg_component *c = &d->comp[i];
+        if (c->hr > 2 || c->vr > 2 || (c->hr == 2 && c->ds_w <= 2))
+            return 0;
+    }
+    return 1;
+}
+
+/* Fills S[-1 .. n] (n = c->ds_w; S has room for n rounded up to 8, plus 2) for output row y
+ * and returns the horizontal mode. Reads whole 8-sample groups, which stay inside the plane's
+ * row because the stride is a multiple of 8 blocks' width that covers ds_w. */
+static chroma_mode chroma_prep(const jpeg_component *c, int y, int16_t *S)
+{
+    chroma_mode m = {c->hr, 0, 0, 0};
+    int n = c->ds_w;
+    const uint8_t *r0, *r1;
+    int mul, bias, shift; /* S = (mul*r0 + r1 + bias) >> shift, or S = r0 when mul is 0 */
+    if (c->vr == 1) {
+        r0 = r1 = c->plane + (size_t)y * c->stride;
+        mul = 0, bias = 0, shift = 0;
+        m.be = 1, m.bo = 2, m.sh = 2;
+    } else {
+        int cy = y >> 1;
+        int ny = (y & 1) ? cy + 1 : cy - 1;
+        if (ny < 0)
+            ny = 0;
+        if (ny > c->ds_h - 1)
+            ny = c->ds_h - 1;
+        r0 = c->plane + (size_t)cy * c->stride;
+        r1 = c->plane + (size_t)ny * c->stride;
+        mul = 3;
+        bias = c->hr == 1 ? ((y & 1) ? 2 : 1) : 0;
+        shift = c->hr == 1 ? 2 : 0;
+        m.be = 8, m.bo = 7, m.sh = 4;
+    }
+    int i = 0;
+#if defined(JPEG_SSE2)
+    {
+        int n8 = (n + 7) & ~7;
+        const __m128i zero = _mm_setzero_si128();
+        const __m128i vb = _mm_set1_epi16((short)bias);
+        const __m128i vs = _mm_cvtsi32_si128(shift);
+        for (; i < n8; i += 8) {
+            __m128i a = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(r0 + i)), zero);
+            if (mul) {
+                __m128i b = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(r1 + i)), zero);
+                a = _mm_add_epi16(_mm_add_epi16(a, _mm_add_epi16(a, a)), _mm_add_epi16(b, vb));
+                a = _mm_srl_epi16(a, vs);
+            }
+            _mm_storeu_si128((__m128i *)(S + i), a);
+        }
+    }
+#elif defined(JPEG_NEON)
+    {
+        int n8 = (n + 7) & ~7;
+        const uint16x8_t vb = vdupq_n_u16((uint16_t)bias);
+        const int16x8_t vs = vdupq_n_s16((int16_t)-shift);
+        for (; i < n8; i += 8) {
+            uint16x8_t a = vmovl_u8(vld1_u8(r0 + i));
+            if (mul) {
+                a = vmlaq_n_u16(vaddw_u8(vb, vld1_u8(r1 + i)), a, 3);
+                a = vshlq_u16(a, vs);
+            }
+            vst1q_s16(S + i, vreinterpretq_s16_u16(a));
+        }
+    }
+#endif
+    for (; i < n; i++)
+        S[i] = (int16_t)(mul ? (mul * r0[i] + r1[i] + bias) >> shift : r0[i]);
+    S[-1] = S[0];
+    S[n] = S[n - 1];
+    return m;
+}
+
+/* Upsampled chroma of output column x (the scalar form of the table above). */
+static inline int chroma_at(const int16_t *S, const chroma_mode *m, int x)
+{
+    if (m->hr == 1)
+        return S[x];
+    int i = x >> 1, t = 3 * S[i];
+    return (x & 1) ? (t + S[i + 1] + m->bo) >> m->sh : (t + S[i - 1] + m->be) >> m->sh;
+}
+
+#if defined(JPEG_SSE2)
+/* Upsampled chroma of output columns x .. x+15 as two vectors of 8 int16. */
+static inline void chroma16_sse2(const int16_t *S, const chroma_mode *m, int x, __m128i *lo,
+                                 __m128i *hi)
+{
+    if (m->hr == 1) {
+        *lo = _mm_loadu_si128((const __m128i *)(S + x));
+        *hi = _mm_loadu_si128((const __m128i *)(S + x + 8));
+        return;
+    }
+    const int16_t *s = S + (x >> 1);
+    __m128i c = _mm_loadu_si128((const __m128i *)s);
+    __m128i t = _mm_add_epi16(c, _mm_add_epi16(c, c));
+    __m128i sh = _mm_cvtsi32_si128(m->sh);
+    __m128i ev = _mm_add_epi16(_mm_add_epi16(t, _mm_loadu_si128((const __m128i *)(s - 1))),
+                               _mm_set1_epi16((short)m->be));
+    __m128i od = _mm_add_epi16(_mm_add_epi16(t, _mm_loadu_si128((const __m128i *)(s + 1))),
+                               _mm_set1_epi16((short)m->bo));
+    ev = _mm_srl_epi16(ev, sh);
+    od = _mm_srl_epi16(od, sh);
+    *lo = _mm_unpacklo_epi16(ev, od);
+    *hi = _mm_unpackhi_epi16(ev, od);
+}
+
+/* libjpeg's YCbCr->RGB offsets for 8 int16 chroma pairs, exactly: its tables compute
+ * (K*x + 32768) >> 16 with K = 91881 (R), 116130 (B) and -22554*xb - 46802*xr + 32768 (G),
+ * x = C - 128. K does not fit pmaddwd's 16-bit operands, so the whole multiples of 65536 are
+ * taken out first (91881 = 65536 + 26345, 116130 = 131072 - 14942, -46802 = -65536 + 18734):
+ * they add x, 2x or -xr exactly after the shift. The constant 32768 rides in the second
+ * operand pair as 2 * 16384. */
+static inline void ycc_offsets_sse2(__m128i cb, __m128i cr, __m128i *ro, __m128i *go, __m128i *bo)
+{
+    const __m128i k128 = _mm_set1_epi16(128), two = _mm_set1_epi16(2);
+    const __m128i kr = _mm_set1_epi32((int)((16384u << 16) | 26345u));
+    const __m128i kb = _mm_set1_epi32((int)((16384u << 16) | (uint16_t)-14942));
+    const __m128i kg = _mm_set1_epi32((int)((18734u << 16) | (uint16_t)-22554));
+    const __m128i half = _mm_set1_epi32(32768);
+    __m128i xb = _mm_sub_epi16(cb, k128), xr = _mm_sub_epi16(cr, k128);
+    __m128i rl = _mm_srai_epi32(_mm_madd_epi16(_mm_unpacklo_epi16(xr, two), kr), 16);
+    __m128i rh = _mm_srai_epi32(_mm_madd_epi16(_mm_unpackhi_epi16(xr, two), kr), 16);
+    *ro = _mm_add_epi16(_mm_packs_epi32(rl, rh), xr);
+    __m128i bl = _mm_srai_epi32(_mm_madd_epi16(_mm_unpacklo_epi16(xb, two), kb), 16);
+    __m128i bh = _mm_srai_epi32(_mm_madd_epi16(_mm_unpackhi_epi16(xb, two), kb), 16);
+    *bo = _mm_add_epi16(_mm_packs_epi32(bl, bh), _mm_add_epi16(xb, xb));
+    __m128i gl = _mm_madd_epi16(_mm_unpacklo_epi16(xb, xr), kg);
+    __m128i gh = _mm_madd_epi16(_mm_unpackhi_epi16(xb, xr), kg);
+    gl = _mm_srai_epi32(_mm_add_epi32(gl, half), 16);
+    gh = _mm_srai_epi32(_mm_add_epi32(gh, half), 16);
+    *go = _mm_sub_epi16(_mm_packs_epi32(gl, gh), xr);
+}
+
+/* Packs 4 RGBX pixels (X = 0, 32-bit lanes) into 12 bytes at the bottom of the vector. */
+static inline __m128i rgbx_to_rgb12_sse2(__m128i p)
+{
+    const __m128i lo24 = _mm_set_epi32(0, 0xFFFFFF, 0, 0xFFFFFF);
+    const __m128i hi24 = _mm_set_epi32(0xFFFF, (int)0xFF000000u, 0xFFFF, (int)0xFF000000u);
+    __m128i q = _mm_or_si128(_mm_and_si128(p, lo24), _mm_and_si128(_mm_srli_epi64(p, 8), hi24));
+    return _mm_or_si128(_mm_move_epi64(q), _mm_slli_si128(_mm_srli_si128(q, 8), 6));
+}
+
+/* 16 pixels to o[0 .. 47], writing 4 more (zero) bytes at o[48 .. 51]: the caller makes sure
+ * they lie inside the row, where later pixels overwrite them. */
+static inline void ycc16_store_sse2(const uint8_t *py, __m128i cb0, __m128i cb1, __m128i cr0,
+                                    __m128i cr1, uint8_t *o)
+{
+    const __m128i zero = _mm_setzero_si128();
+    __m128i yv = _mm_loadu_si128((const __m128i *)py);
+    __m128i y0 = _mm_unpacklo_epi8(yv, zero), y1 = _mm_unpackhi_epi8(yv, zero);
+    __m128i r0, g0, b0, r1, g1, b1;
+    ycc_offsets_sse2(cb0, cr0, &r0, &g0, &b0);
+    ycc_offsets_sse2(cb1, cr1, &r1, &g1, &b1);
+    /* Y + offset lies in -180 .. 433: packus's saturation is libjpeg's range clamp. */
+    __m128i R = _mm_packus_epi16(_mm_add_epi16(y0, r0), _mm_add_epi16(y1, r1));
+    __m128i G = _mm_packus_epi16(_mm_add_epi16(y0, g0), _mm_add_epi16(y1, g1));
+    __m128i B = _mm_packus_epi16(_mm_add_epi16(y0, b0), _mm_add_epi16(y1, b1));
+    __m128i rg0 = _mm_unpacklo_epi8(R, G), rg1 = _mm_unpackhi_epi8(R, G);
+    __m128i bz0 = _mm_unpacklo_epi8(B, zero), bz1 = _mm_unpackhi_epi8(B, zero);
+    _mm_storeu_si128((__m128i *)o, rgbx_to_rgb12_sse2(_mm_unpacklo_epi16(rg0, bz0)));
+    _mm_storeu_si128((__m128i *)(o + 12), rgbx_to_rgb12_sse2(_mm_unpackhi_epi16(rg0, bz0)));
+    _mm_storeu_si128((__m128i *)(o + 24), rgbx_to_rgb12_sse2(_mm_unpacklo_epi16(rg1, bz1)));
+    _mm_storeu_si128((__m128i *)(o + 36), rgbx_to_rgb12_sse2(_mm_unpackhi_epi16(rg1, bz1)));
+}
+#endif
+
+#if defined(JPEG_NEON)
+/* As chroma16_sse2. */
+static inline void chroma16_neon(const int16_t *S, const chroma_mode *m, int x, int16x8_t *lo,
+                                 int16x8_t *hi)
+{
+    if (m->hr == 1) {
+        *lo = vld1q_s16(S + x);
+        *hi = vld1q_s16(S + x + 8);
+        return;
+    }
+    const int16_t *s = S + (x >> 1);
+    int16x8_t t = vmulq_n_s16(vld1q_s16(s), 3);
+    int16x8_t nsh = vdupq_n_s16((int16_t)-m->sh);
+    int16x8_t ev = vaddq_s16(vaddq_s16(t, vld1q_s16(s - 1)), vdupq_n_s16((int16_t)m->be));
+    int16x8_t od = vaddq_s16(vaddq_s16(t, vld1q_s16(s + 1)), vdupq_n_s16((int16_t)m->bo));
+    ev = vshlq_s16(ev, nsh);
+    od = vshlq_s16(od, nsh);
+    *lo = vzip1q_s16(ev, od);
+    *hi = vzip2q_s16(ev, od);
+}
+
+/* 8 pixels' R, G, B as uint8 (see ycc_offsets_sse2 for the arithmetic). */
+static inline void ycc8_neon(uint8x8_t y, int16x8_t cb, int16x8_t cr, uint8x8_t *R, uint8x8_t *G,
+                             uint8x8_t *B)
+{
+    const int32x4_t half = vdupq_n_s32(32768);
+    int16x8_t xb = vsubq_s16(cb, vdupq_n_s16(128)), xr = vsubq_s16(cr, vdupq_n_s16(128));
+    int16x8_t yy = vreinterpretq_s16_u16(vmovl_u8(y));
+    int16x8_t r = vcombine_s16(vshrn_n_s32(vmlal_n_s16(half, vget_low_s16(xr), 26345), 16),
+                               vshrn_n_s32(vmlal_high_n_s16(half, xr, 26345), 16));
+    int16x8_t b = vcombine_s16(vshrn_n_s32(vmlal_n_s16(half, vget_low_s16(xb), -14942), 16),
+                               vshrn_n_s32(vmlal_high_n_s16(half, xb, -14942), 16));
+    int32x4_t gl = vmlal_n_s16(vmlal_n_s16(half, vget_low_s16(xb), -22554), vget_low_s16(xr), 18734);
+    int32x4_t gh = vmlal_high_n_s16(vmlal_high_n_s16(half, xb, -22554), xr, 18734);
+    int16x8_t g = vcombine_s16(vshrn_n_s32(gl, 16), vshrn_n_s32(gh, 16));
+    *R = vqmovun_s16(vaddq_s16(yy, vaddq_s16(r, xr)));
+    *G = vqmovun_s16(vaddq_s16(yy, vsubq_s16(g, xr)));
+    *B = vqmovun_s16(vaddq_s16(yy, vaddq_s16(b, vaddq_s16(xb, xb))));
+}
+#endif
+
+/* Output row y of a fused_eligible image into o (width * 3 bytes). */
+static void ycc_row_fused(jpeg_dec *d, int y, uint8_t *o)
+{
+    int w = d->width;
+    int16_t *sb = d->sums + 8, *sr = d->sums + d->sums_stride + 8;
+    chroma_mode mb = chroma_prep(&d->comp[1], y, sb);
+    chroma_mode mr = chroma_prep(&d->comp[2], y, sr);
+    const uint8_t *py = d->comp[0].plane + (size_t)y * d->comp[0].stride;
+    int x = 0;
+#if defined(JPEG_SSE2)
+    for (; x + 18 <= w; x += 16) { /* + 2: room for the 4 spare bytes of ycc16_store_sse2 */
+        __m128i cb0, cb1, cr0, cr1;
+        chroma16_sse2(sb, &mb, x, &cb0, &cb1);
+        chroma16_sse2(sr, &mr, x, &cr0, &cr1);
+        ycc16_store_sse2(py + x, cb0, cb1, cr0, cr1, o + 3 * x);
+    }
+#elif defined(JPEG_NEON)
+    for (; x + 16 <= w; x += 16) {
+        int16x8_t cb0, cb1, cr0, cr1;
+        chroma16_neon(sb, &mb, x, &cb0, &cb1);
+        chroma16_neon(sr, &mr, x, &cr0, &cr1);
+        uint8x16_t yv = vld1q_u8(py + x);
+        uint8x8_t r0, g0, b0, r1, g1, b1;
+        ycc8_neon(vget_low_u8(yv), cb0, cr0, &r0, &g0, &b0);
+        ycc8_neon(vget_high_u8(yv), cb1, cr1, &r1, &g1, &b1);
+        uint8x16x3_t rgb = {{vcombine_u8(r0, r1), vcombine_u8(g0, g1), vcombine_u8(b0, b1)}};
+        vst3q_u8(o + 3 * x, rgb);
+    }
+#endif
+    const uint8_t *lim = d->clamp + 384;
+    for (; x < w; x++) {
+        int yy = py[x], cb = chroma_at(sb, &mb, x), cr = chroma_at(sr, &mr, x);
+        o[3 * x] = lim[yy + d->cr_r[cr]];
+        o[3 * x + 1] = lim[yy + (int)((d->cb_g[cb] + d->cr_g[cr]) >> 16)];
+        o[3 * x + 2] = lim[yy + d->cb_b[cb]];
+    }
+}
+
 /* Converts rows [y0, y1) of the component planes into RGB output. */
 static void emit_rows(jpeg_dec *d, int y0, int y1)
 {
     int w = d->width;
+    if (d->fused) {
+        for (int y = y0; y < y1; y++)
+            ycc_row_fused(d, y, d->rgb + (size_t)y * w * 3);
+        d->rows_emitted = y1;
+        return;
+    }
     for (int y = y0; y < y1; y++) {
         const uint8_t *r[JPEG_MAX_COMPONENTS];
         for (int c = 0; c < d->ncomp; c++)
@@ -841,14 +1135,18 @@ static int alloc_frame(jpeg_dec *d)
         blocks_total += nblocks;
     }
     d->rowtmp_stride = (size_t)d->width + 64;
-    if (ck_add(total, d->rowtmp_stride * JPEG_MAX_COMPONENTS, &total) || total > d->max_bytes)
+    d->sums_stride = (size_t)d->width + 32; /* chroma_prep: 8 before, n rounded up to 8, + 1 */
+    if (ck_add(total, d->rowtmp_stride * JPEG_MAX_COMPONENTS, &total) ||
+        ck_add(total, d->sums_stride * 2 * sizeof(int16_t), &total) || total > d->max_bytes)
         return vlm_fail(d->e, VLM_ENOMEM,
                         "%s: decoding this %dx%d JPEG needs %zu bytes, over the budget of %zu",
                         d->name, d->width, d->height, total, d->max_bytes);
     d->block_budget = blocks_total * 80 + (1u << 20);
     d->rgb = malloc(out_bytes);
     d->rowtmp = malloc(d->rowtmp_stride * JPEG_MAX_COMPONENTS);
-    if (!d->rgb || !d->rowtmp)
+    d->sums = malloc(d->sums_stride * 2 * sizeof(int16_t));
+    d->fused = fused_eligible(d);
+    if (!d->rgb || !d->rowtmp || !d->sums)
         return vlm_fail(d->e, VLM_ENOMEM, "%s: out of memory for a %dx%d JPEG", d->name, d->width,
                         d->height);
     for (int i = 0; i < d->ncomp; i++) {
@@ -1337,6 +1635,7 @@ int jpeg_decode(const uint8_t *buf, size_t len, const char *name, const image_li
     }
     free(d->rgb);
     free(d->rowtmp);
+    free(d->sums);
     free(d);
     return rc;
 }
