@@ -2,8 +2,9 @@
  * allocation sized by the offending value: image pixels (caller limits and headers claiming
  * huge images), weight-file tensor count and dimensions, configuration bounds, prompts longer
  * than the context (also a prompt of many megabytes), token ids out of range, forward passes
- * past the context and caller images outside the preprocessor's range. Each case prints its
- * message (docs/security.md quotes them). */
+ * past the context and caller images outside the preprocessor's range; then one malformed
+ * input per converter parser (JSON, .npy, SentencePiece, safetensors, PyTorch ZIP). Each case
+ * prints its message (docs/security.md quotes them). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,11 @@
 
 #include "golden.h"
 #include "image.h"
+#include "json.h"
 #include "model.h"
+#include "npy.h"
+#include "source_internal.h"
+#include "spm.h"
 #include "th.h"
 #include "tokenizer.h"
 #include "util.h"
@@ -369,6 +374,107 @@ static void prompt_cases(const char *tiny_path, const char *stories_path)
     vlm_close(vm);
 }
 
+/* ---- converter parsers: one malformed input each ---- */
+
+/* A version-1 .npy preamble and header dict (padded to 64 bytes), without data; returns bytes. */
+static size_t npy_bytes(uint8_t *b, const char *dict)
+{
+    size_t dl = strlen(dict);
+    size_t total = (10 + dl + 1 + 63) / 64 * 64;
+    memcpy(b, "\x93NUMPY\x01\x00", 8);
+    b[8] = (uint8_t)(total - 10), b[9] = (uint8_t)((total - 10) >> 8);
+    memcpy(b + 10, dict, dl);
+    memset(b + 10 + dl, ' ', total - 10 - dl - 1);
+    b[total - 1] = '\n';
+    return total;
+}
+
+/* Loads bytes as a safetensors (or PyTorch ZIP) file of a fresh source set. */
+static int load_source(const uint8_t *b, size_t n, int zip, vlm_error *e)
+{
+    src_set *s = src_set_new();
+    const char *name = s ? src_set_add_file(s, zip ? "bad.bin" : "bad.safetensors", NULL, 0) : NULL;
+    int rc = !name ? VLM_ENOMEM
+                   : zip ? src_load_torchzip(s, b, n, name, e) : src_load_safetensors(s, b, n, name, e);
+    if (!rc)
+        rc = src_set_finish(s, e);
+    src_close(s);
+    return rc;
+}
+
+static void parser_cases(void)
+{
+    fprintf(stderr, "converter parsers:\n");
+    vlm_error e;
+    char deep[200];
+    memset(deep, '[', 100);
+    memset(deep + 100, ']', 100);
+    json_doc *d = json_parse(deep, sizeof deep, "deep.json", &e);
+    expect("JSON nested 100 deep (limit 64)", d ? 0 : e.code, VLM_ERANGE, &e, "deep.json");
+    json_free(d);
+    static const char *const bad_json[] = {"{\"a\": 1,}", "{\"a\": \"\\x\"}", "[1, 2", "{\"a\" 1}", "[1e99999]"};
+    for (int i = 0; i < 5; i++) {
+        d = json_parse(bad_json[i], strlen(bad_json[i]), "bad.json", &e);
+        char what[64];
+        snprintf(what, sizeof what, "JSON %s", bad_json[i]);
+        TH_CHECK(d == NULL && strstr(e.msg, "bad.json"), "%s accepted", what);
+        fprintf(stderr, "  %-40s -> %s\n", what, d ? "(accepted)" : e.msg);
+        json_free(d);
+    }
+
+    uint8_t npy[256];
+    size_t nn = npy_bytes(npy, "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }");
+    npy_array a;
+    int rc = npy_parse(npy, nn, "big.npy", &a, &e);
+    TH_CHECK(rc < 0, "a .npy of 2^64 elements is accepted");
+    fprintf(stderr, "  %-40s -> %s\n", ".npy shape (2^32, 2^32)", e.msg);
+    nn = npy_bytes(npy, "{'descr': '<f4', 'fortran_order': False, 'shape': (1000,), }");
+    rc = npy_parse(npy, nn, "short.npy", &a, &e);
+    TH_CHECK(rc < 0, "a .npy without its data is accepted");
+    fprintf(stderr, "  %-40s -> %s\n", ".npy data shorter than its shape", e.msg);
+    nn = npy_bytes(npy, "{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }");
+    rc = npy_parse(npy, nn, "complex.npy", &a, &e);
+    TH_CHECK(rc < 0, "a complex .npy is accepted");
+    fprintf(stderr, "  %-40s -> %s\n", ".npy dtype <c8", e.msg);
+
+    spm_model m;
+    static const uint8_t spm_trunc[] = {0x0a, 0x80}; /* field 1 (pieces), length varint cut */
+    rc = spm_parse(spm_trunc, sizeof spm_trunc, "cut.model", &m, &e);
+    TH_CHECK(rc < 0, "a truncated tokenizer.model is accepted");
+    fprintf(stderr, "  %-40s -> %s\n", "tokenizer.model cut inside a varint", e.msg);
+    static const uint8_t spm_long[] = {0x0a, 0x7f, 0x0a, 0x02, 'a', 'b'}; /* piece longer than the file */
+    rc = spm_parse(spm_long, sizeof spm_long, "long.model", &m, &e);
+    TH_CHECK(rc < 0, "a tokenizer.model with an overlong field is accepted");
+    fprintf(stderr, "  %-40s -> %s\n", "tokenizer.model field past the end", e.msg);
+
+    uint8_t st[64];
+    memset(st, 0, sizeof st);
+    put_le64(st, (uint64_t)1 << 40); /* header length far beyond the file */
+    rc = load_source(st, sizeof st, 0, &e);
+    TH_CHECK(rc < 0, "a safetensors header of 2^40 bytes is accepted");
+    fprintf(stderr, "  %-40s -> %s\n", "safetensors header length 2^40", e.msg);
+    static const char st_json[] = "{\"w\": {\"dtype\": \"F32\", \"shape\": [1000000], \"data_offsets\": [0, 4000000]}}";
+    uint8_t st2[128];
+    size_t hl = sizeof st_json - 1;
+    put_le64(st2, hl);
+    memcpy(st2 + 8, st_json, hl);
+    rc = load_source(st2, 8 + hl, 0, &e);
+    TH_CHECK(rc < 0, "a safetensors tensor outside the file is accepted");
+    fprintf(stderr, "  %-40s -> %s\n", "safetensors data_offsets past the end", e.msg);
+    static const char st_dt[] = "{\"w\": {\"dtype\": \"C64\", \"shape\": [1], \"data_offsets\": [0, 8]}}";
+    hl = sizeof st_dt - 1;
+    put_le64(st2, hl);
+    memcpy(st2 + 8, st_dt, hl);
+    memset(st2 + 8 + hl, 0, 8);
+    rc = load_source(st2, 8 + hl + 8, 0, &e);
+    TH_CHECK(rc < 0, "a safetensors complex dtype is accepted");
+    fprintf(stderr, "  %-40s -> %s\n", "safetensors dtype C64", e.msg);
+    static const uint8_t notzip[] = "PK\x03\x04 this is not a whole ZIP archive";
+    rc = load_source(notzip, sizeof notzip - 1, 1, &e);
+    TH_CHECK(rc < 0, "a truncated ZIP is accepted");
+    fprintf(stderr, "  %-40s -> %s\n", "pytorch_model.bin: ZIP without directory", e.msg);
+}
+
 int main(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -382,6 +488,7 @@ int main(void)
     }
     wfile_cases(tiny);
     prompt_cases(tiny, stories);
+    parser_cases();
     remove(tiny);
     remove(stories);
     remove(tmp_path);
