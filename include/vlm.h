@@ -93,7 +93,8 @@ typedef struct vlm_result {
     const char *text;    /* the whole decoded answer, owned likewise */
     int n_prompt_tokens; /* positions prefilled (text tokens + image tokens) */
     int stopped_by_eos;
-    /* milliseconds */
+    /* milliseconds; preprocess and vision (tower + projector; projector_ms stays 0) only when
+     * this call encoded the image */
     double preprocess_ms, vision_ms, projector_ms, prefill_ms, generate_ms;
     /* n_prompt_tokens = n_reused + n_prefilled: positions found in the KV cache (the earlier
      * turns of a conversation, or a prefix shared with the previous call) and positions
