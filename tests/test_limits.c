@@ -104,6 +104,9 @@ static void image_limits_cases(void)
     n = png_header(b, 20000, 20000);
     rc = image_decode_buffer(b, n, "400M.png", IMAGE_EXIF_APPLY, NULL, &img, &e);
     expect("PNG header 20000 x 20000 (4e8 > 1e8)", rc, VLM_ERANGE, &e, "400M.png");
+    n = png_header(b, 10000, 10000);
+    rc = image_decode_buffer(b, n, "bomb.png", IMAGE_EXIF_APPLY, NULL, &img, &e);
+    expect("PNG 10000 x 10000 with a 2-byte IDAT", rc, VLM_EFORMAT, &e, "cannot hold");
     n = jpeg_header(b, 65535, 65535);
     rc = image_decode_buffer(b, n, "huge.jpg", IMAGE_EXIF_APPLY, NULL, &img, &e);
     expect("JPEG SOF 65535 x 65535", rc, VLM_ERANGE, &e, "huge.jpg");
