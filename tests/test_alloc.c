@@ -1,8 +1,9 @@
 /* test_alloc.c: allocation-failure injection. This program replaces malloc/calloc/realloc/free
  * (glibc forwards to __libc_*), so every allocation of libvlm.a (linked statically into it) and
- * of libc on its behalf is counted. For model load, generation, image decoding and conversion
- * it makes the Nth allocation fail for N = 1, 2, ... until the operation succeeds: each failing
- * run must return VLM_ENOMEM with a message, leave no allocation live, and not crash. */
+ * of libc on its behalf is counted. For model load, generation, a two-turn chat, image decoding
+ * and conversion it makes the Nth allocation fail for N = 1, 2, ... until the operation
+ * succeeds: each failing run must return VLM_ENOMEM with a message, leave no allocation live,
+ * and not crash; the answers computed after failures must equal those of a clean run. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -209,6 +210,8 @@ typedef struct gen_ctx {
     const vlm_image *img;
     int ref_ids[4]; /* the ids of the first successful op_generate */
     int have_ref;
+    int chat_ref[4]; /* op_chat's second answer */
+    int have_chat_ref;
 } gen_ctx;
 
 static int op_vlm_open(void *ctx, vlm_error *e)
@@ -267,6 +270,36 @@ static int op_generate(void *ctx, vlm_error *e)
     return 0;
 }
 
+/* The conversation API: encode the image, a chat of two turns (the second reuses the cache),
+ * everything freed; the second answer must match the first successful run's. */
+static int op_chat(void *ctx, vlm_error *e)
+{
+    gen_ctx *g = ctx;
+    vlm_image_embed *img = NULL;
+    vlm_chat *chat = NULL;
+    int rc = vlm_encode_image(g->vm, g->img->rgb, g->img->width, g->img->height, &img, e);
+    if (!rc)
+        rc = vlm_chat_new(g->vm, &chat, e);
+    vlm_result res;
+    vlm_request rq = {.prompt = "What is in the image?", .max_new_tokens = 3, .ignore_eos = 1};
+    if (!rc)
+        rc = vlm_chat_ask(chat, &rq, img, &res, e);
+    rq.prompt = "And what else?";
+    rq.max_new_tokens = 4;
+    if (!rc)
+        rc = vlm_chat_ask(chat, &rq, NULL, &res, e);
+    if (!rc) {
+        if (!g->have_chat_ref) {
+            memcpy(g->chat_ref, res.ids, sizeof g->chat_ref);
+            g->have_chat_ref = 1;
+        }
+        TH_CHECK(res.n_ids == 4 && !memcmp(res.ids, g->chat_ref, sizeof g->chat_ref), "chat: ids differ after failures");
+    }
+    vlm_chat_free(chat);
+    vlm_image_embed_free(img);
+    return rc;
+}
+
 static int op_decode(void *ctx, vlm_error *e)
 {
     vlm_image img;
@@ -315,6 +348,7 @@ int main(int argc, char **argv)
     TH_CHECK(rc == 0, "%s", e.msg);
     if (!rc) {
         sweep("generate", op_generate, &g, 1000);
+        sweep("chat", op_chat, &g, 1000);
         vlm_close(g.vm);
     }
 
