@@ -90,19 +90,17 @@ static inline __attribute__((always_inline)) void gemm_f(int f16, int m, int n0,
                           const void *w, const float *bias, float *c, size_t ldc)
 {
     if (m == 1) {
-        /* Decode: each group of rows runs through all its k-chunks before the next, so the
-         * weights stream row after row (prefetch-friendly); same arithmetic as below. */
+        /* Decode: each row runs through all its k-chunks before the next, so the weights
+         * stream as one sequential read (the hardware prefetcher keeps up with one stream, not
+         * with several); same arithmetic as below. */
         const size_t es = f16 ? 2 : 4;
         for (int j = n0; j < n1;) {
-            int nr = n1 - j >= 4 ? 4 : 1;
+            int nr = 1;
             for (int k0 = 0;; k0 += KC) {
                 int k1 = k0 + KC < k ? k0 + KC : k;
                 const void *wj = (const char *)w + (size_t)j * k * es;
                 const float *bj = bias ? bias + j : NULL;
-                if (nr == 4)
-                    tile_f(1, 4, f16, k, k0, k1, a, lda, wj, bj, c + j, ldc, k0 == 0, k1 == k);
-                else
-                    tile_f(1, 1, f16, k, k0, k1, a, lda, wj, bj, c + j, ldc, k0 == 0, k1 == k);
+                tile_f(1, 1, f16, k, k0, k1, a, lda, wj, bj, c + j, ldc, k0 == 0, k1 == k);
                 if (k1 >= k)
                     break;
             }
