@@ -123,6 +123,12 @@ fuzz:
 	  [ $$rc = 0 ] || { tail -40 build-fuzz/$$t.log; echo "FAILED: $$t (log build-fuzz/$$t.log)"; exit 1; }; \
 	done
 
+# test_alloc replaces malloc and forwards to glibc's __libc_malloc, which a fully static link
+# cannot do (libc.a's malloc.o defines both): with STATIC=1 it reports itself skipped.
+ifeq ($(STATIC),1)
+$(O)/obj/tests/test_alloc.o: override CFLAGS += -DVLM_TEST_STATIC
+endif
+
 # Long runs, not part of `make test`: the soak program (SOAK_ROUNDS generations in one process,
 # RSS and heap flat) and the converter's allocation-failure sweep.
 SOAK_ROUNDS ?= 200
