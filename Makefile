@@ -7,7 +7,7 @@ CC := $(CROSS)gcc
 AR := $(CROSS)ar
 ARCH := $(shell $(CC) -dumpmachine | cut -d- -f1)
 O ?= $(if $(CROSS),build-$(ARCH),build)
-RUN ?= $(if $(CROSS),qemu-$(ARCH) -L /usr/$(CROSS:%-=%),)
+RUN ?= $(if $(CROSS),qemu-$(ARCH) -L /usr/$(CROSS:%-=%) $(if $(filter aarch64,$(ARCH)),-cpu max),)
 
 OPT ?= -O2
 WERROR ?=
@@ -32,6 +32,10 @@ endif
 TOOL_SRC := $(filter-out weights-tool/main.c,$(wildcard weights-tool/*.c))
 TEST_SUPPORT_SRC := $(filter-out tests/test_% tests/fuzz_%,$(wildcard tests/*.c))
 TEST_SRC := $(wildcard tests/test_*.c)
+ifeq ($(STATIC),1)
+# test_alloc replaces malloc by symbol interposition, which a static libc.a does not allow.
+TEST_SRC := $(filter-out tests/test_alloc.c,$(TEST_SRC))
+endif
 BENCH_SRC := $(wildcard bench/*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
@@ -52,7 +56,7 @@ $(O)/obj/kernels/neon/%_dot.o: override CFLAGS += -march=armv8.2-a+dotprod
 $(O)/obj/kernels/neon/%_fp16.o: override CFLAGS += -march=armv8.2-a+fp16
 $(O)/obj/kernels/neon/%_i8mm.o: override CFLAGS += -march=armv8.2-a+dotprod+i8mm
 
-$(O)/obj/%.o: %.c $(wildcard src/*.h src/image/*.h kernels/*.h include/*.h weights-tool/*.h tests/*.h)
+$(O)/obj/%.o: %.c $(wildcard src/*.h src/image/*.h kernels/*.h kernels/*/*.h include/*.h weights-tool/*.h tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
