@@ -2,7 +2,8 @@
  * Each fixture is converted to f32 with weights-tool's converter; every stage (pixels, patch
  * embeddings, each vision layer, selected features, projector, input embeddings, each LLM
  * layer, final norm, last logits) must match within 1e-4 * max(1, max|golden|), and the prompt
- * ids and the 24 greedy ids must be identical. q8/q4 conversions must stay close (cosine and
+ * ids and the 24 greedy ids must be identical, also when the image comes from our own JPEG decoder
+ * (which must reproduce PIL's decode of image.jpg exactly). q8/q4 conversions must stay close (cosine and
  * top-5 agreement of the last logits, bounds below). */
 #include <math.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "golden.h"
+#include "image.h"
 #include "json.h"
 #include "kernels.h"
 #include "model.h"
@@ -170,6 +172,24 @@ static void check_fixture_f32(const char *fixture, int threads)
              rc ? e.msg : "");
     for (int i = 0; i < res.n_ids && (size_t)i < greedy.numel; i++)
         TH_CHECK(res.ids[i] == (int)((const int64_t *)greedy.data)[i], "%s: vlm_generate id %d differs", fixture, i);
+    /* From the JPEG itself: our decoder must give PIL's pixels exactly, hence the same answer. */
+    char rel[256];
+    snprintf(rel, sizeof rel, "fixtures/%s/goldens/image.jpg", fixture);
+    vlm_image jpg;
+    rc = image_decode_file(TH_DATA(rel), IMAGE_EXIF_IGNORE, NULL, &jpg, &e);
+    TH_CHECK(rc == 0, "%s: %s", fixture, e.msg);
+    if (!rc) {
+        TH_CHECK(jpg.width == (int)rgb.shape[1] && jpg.height == (int)rgb.shape[0] &&
+                     !memcmp(jpg.rgb, rgb.data, (size_t)jpg.width * jpg.height * 3),
+                 "%s: image.jpg decodes differently from PIL", fixture);
+        vlm_request rj = rq;
+        rj.image_rgb = jpg.rgb;
+        rc = vlm_generate(vm, &rj, &res, &e);
+        TH_CHECK(rc == 0 && (size_t)res.n_ids == greedy.numel, "%s: from image.jpg: %s", fixture, rc ? e.msg : "");
+        for (int i = 0; i < res.n_ids && (size_t)i < greedy.numel; i++)
+            TH_CHECK(res.ids[i] == (int)((const int64_t *)greedy.data)[i], "%s: from image.jpg, id %d differs", fixture, i);
+        image_free(&jpg);
+    }
     vlm_close(vm);
     free(emb);
     free(logits);
