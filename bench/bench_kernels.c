@@ -1,10 +1,8 @@
-/* bench_kernels.c: the kernel microbenchmark. It first measures this machine's limits (read
- * bandwidth over a buffer far larger than the caches, with 1 and N threads; FMA f32 and int8
- * dot-product peaks per level), then times every gemm kernel x level x real shape
- * (bench/shapes.h) and prints one TSV line each: median time over the repetitions (after a
- * warm-up), GFLOP/s or GOP/s, GB/s of weights streamed, and each as a fraction of the limit.
- *   build/bench_kernels [-t threads] [-q] [-l level] [-s shape-substring] [-k f32|f16|q8|q4]
- * Threads split the n range of each call (as the runtime does), joined by a spinning barrier. */
+/* bench_kernels.c: the kernel microbenchmark. It measures this machine's limits (read bandwidth
+ * far beyond the caches with 1 and N threads; f32 FMA and int8 dot peaks per level), then prints
+ * one TSV line per gemm x level x real shape (bench/shapes.h): median time after warm-up, GFLOP/s
+ * or GOP/s, weight GB/s, fraction of the limit. Threads split n as the runtime does. Usage:
+ *   build/bench_kernels [-t threads] [-q] [-l level] [-s shape-substring] [-k f32|f16|q8|q4] */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>

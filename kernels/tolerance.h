@@ -1,10 +1,8 @@
-/* tolerance.h: how far an ISA kernel may be from the reference kernel (kernels/ref/), one row
- * per kind of operation. The kernel tests compare every replaced slot with these bounds, and
- * docs/kernels.md explains them. A result x passes against the reference r when
- *   |x - r| <= max(atol, rtol * |r|) * s,   s = sqrt(len) for rows marked sqrt_len, else 1,
- * with len the length of the reduction behind one output (k of a gemm, keys of attention).
- * layernorm centers its row, which loses |mean|/std digits in the reference itself: its len is
- * n (1 + |mean|/std)^2, so the bound scales with that conditioning. */
+/* tolerance.h: how far an ISA kernel may be from the reference (kernels/ref/), one row per kind
+ * of operation, used by tests/test_kernels.c and explained in docs/kernels.md. x passes against
+ * the reference r when |x - r| <= max(atol, rtol |r|) * s, s = sqrt(len) for sqrt_len rows
+ * (len: reduction length, k of a gemm, keys of attention), else 1. layernorm's len is
+ * n (1 + |mean|/std)^2: centering costs the reference itself |mean|/std digits. */
 #ifndef VLM_TOLERANCE_H
 #define VLM_TOLERANCE_H
 

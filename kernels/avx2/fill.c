@@ -1,5 +1,6 @@
 /* fill.c (avx2): the AVX2+FMA+F16C level (Haswell, Zen 1 and later). Slots not set here keep
- * the reference kernel. */
+ * the reference kernel: dequant_row (one embedding row per token) and avgpool (once per image)
+ * are not worth a vector version. */
 #ifndef __AVX2__
 #error "kernels/avx2 files must be built with -mavx2 -mfma -mf16c"
 #endif

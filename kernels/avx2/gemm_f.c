@@ -86,6 +86,8 @@ static inline __attribute__((always_inline)) void tile_f(int mr, int nr, int f16
 
 /* Tiles of 4 tokens x 3 weight rows (16 registers: 12 accumulators, 3 weights, 1 activation);
  * a single token (decode) takes 6 rows at a time for more independent accumulators. */
+/* Contract of gemm_f32/f16_avx2 (below); f16 selects the weight type. Always inlined so that
+ * each entry point gets its own copy specialized on f16. */
 static inline __attribute__((always_inline)) void gemm_f(int f16, int m, int n0, int n1, int k, const float *a, size_t lda,
                           const void *w, const float *bias, float *c, size_t ldc)
 {

@@ -1,4 +1,4 @@
-/* gemm_q.c (avx2): q8 activations x q8/q4 weights, and the activation quantizer quant_q8.
+/* gemm_q.c (avx2): q8 activations x q8/q4 weights (m = 1: gemv_q.h), and quant_q8.
  * The integer dot product of one 32-element block is done with maddubs (u8 x s8 -> s16 pairs)
  * and madd (-> 8 int32 lanes), exact; each block then adds cvt(lanes) * (da * dw) to an 8-lane
  * f32 accumulator, reduced by hsum8 at the end. Register tiles of MR tokens x NR weight rows
@@ -93,7 +93,7 @@ static inline __attribute__((always_inline)) void tile_q(int mr, int nr, int q4,
 
 /* Tokens are taken two at a time (one for an odd last token) and weight rows four at a time
  * (then one), in chunks of NC rows so that a chunk of weights stays in L2 while every token
- * passes over it; for m = 1 this is one pass streaming the weights once. */
+ * passes over it; m = 1 takes the matrix-vector path of gemv_q.h. */
 static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, int n1, int k, const blk_q8 *a, size_t lda,
                           const void *w, const float *bias, float *c, size_t ldc)
 {

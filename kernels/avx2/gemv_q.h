@@ -1,10 +1,8 @@
-/* gemv_q.h (avx2, also included by kernels/avx512/gemm.c): the matrix-vector (m = 1) path of
- * gemm_q8/gemm_q4, which is bound by streaming the weights. Per-block scaling is what costs
- * there, so blocks go in groups of 8: the 8 exact int32 block dots of a group are reduced by an
- * hadd tree into one vector (lane q = block q), converted once and multiplied by the 8 scale
- * products in one FMA. One element = over super-chunks of SC blocks (in order): an 8-lane
- * accumulator over its groups, hsum8, summed in C; bias last. The includer defines GEMV_VNNI
- * to 1 to use vpdpbusd (u8 x s8 without saturation) for the block dots, else 0 (maddubs). */
+/* gemv_q.h (avx2; also included by kernels/avx512/gemm.c with GEMV_VNNI 1 for vpdpbusd block
+ * dots, else GEMV_VNNI 0 for maddubs): the m = 1 path of gemm_q8/q4. Blocks go in groups of 8:
+ * 8 exact int32 block dots reduced by an hadd tree to one vector (lane q = block q), converted
+ * once, times the 8 scale products in one FMA. One element = over super-chunks of SC blocks in
+ * order: an 8-lane accumulator over its groups, hsum8, summed in C; bias last. */
 #ifndef VLM_GEMV_Q_H
 #define VLM_GEMV_Q_H
 
@@ -30,6 +28,7 @@ static inline __m256i tree8(const __m256i p[8])
     return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
 }
 
+/* An unaligned little-endian u16 (the f16 scale of a block). */
 static inline int ld16(const unsigned char *p)
 {
     uint16_t v;

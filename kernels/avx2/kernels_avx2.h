@@ -1,5 +1,6 @@
-/* kernels_avx2.h: the AVX2 kernels by name, for the fill function of this level and for the
- * AVX-512 level, which keeps some of them. Semantics and contracts: kernels.h. */
+/* kernels_avx2.h: the AVX2 kernels by name, for the fill function of this level (the AVX-512
+ * level inherits them through the fill order, not by name). Semantics and contracts: the slot
+ * comments of kernels.h; ISA-specific limits: the comment above each definition. */
 #ifndef VLM_KERNELS_AVX2_H
 #define VLM_KERNELS_AVX2_H
 

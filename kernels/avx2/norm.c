@@ -128,6 +128,7 @@ static inline __m256 act8(int op, __m256 v)
     }
 }
 
+/* x[i0:i1) in place, 8 lanes from i0 (unaligned), masked tail: no access outside the range. */
 static inline void act_range(int op, size_t i0, size_t i1, float *x)
 {
     size_t i = i0;
@@ -146,6 +147,7 @@ void hardswish_avx2(size_t i0, size_t i1, float *x) { act_range(ACT_HSWISH, i0, 
 void hardsigmoid_avx2(size_t i0, size_t i1, float *x) { act_range(ACT_HSIG, i0, i1, x); }
 void relu_avx2(size_t i0, size_t i1, float *x) { act_range(ACT_RELU, i0, i1, x); }
 
+/* silu(g) * u, as the reference: g / (1 + exp(-g)) * u (g < -88 gives -0 * u). */
 static inline __m256 silu_mul8(__m256 g, __m256 u)
 {
     __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));

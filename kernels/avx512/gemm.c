@@ -1,11 +1,8 @@
-/* gemm.c (avx512): the AVX-512 F/BW/VL + VNNI matrix products.
- * f32/f16: as the AVX2 version with 16-lane accumulators and 6x4 tiles (32 registers): one
- * element = over k-chunks of KC, a 16-lane FMA accumulator (masked tail) reduced in a fixed
- * order, chunk sums added in C, bias last. q8/q4: vpdpbusd (u8 x s8, 4 products into int32,
- * no saturation) on two blocks per 512-bit register; the unsigned operand is the weight
- * (q8: w + 128, i.e. w ^ 0x80; q4: the stored nibble q + 8) and the excess 128 * sum(a) or
- * 8 * sum(a) per lane, computed once per activation block pair, is subtracted exactly in
- * int32. Each element runs the same sequence in every tile, so ranges never change results. */
+/* gemm.c (avx512): the AVX-512 F/BW/VL + VNNI matrix products. f32/f16: 6x4 tiles of 16-lane
+ * FMA accumulators over k-chunks of KC (chunk sums added in C, bias last). q8/q4: vpdpbusd on two
+ * blocks per zmm, the weight made the unsigned operand (q8: w ^ 0x80 = w + 128; q4: the stored
+ * q + 8) and the excess 128 or 8 * sum(a) subtracted exactly in int32; m = 1 goes through
+ * gemv_q.h. Every element runs the same sequence in every tile: ranges never change results. */
 #ifndef __AVX512VNNI__
 #error "kernels/avx512 files must be built with -mavx512f -mavx512bw -mavx512vl -mavx512vnni"
 #endif
@@ -37,6 +34,7 @@ static inline float hsum16(__m512 v)
 
 enum { KC = 1024 }; /* k-chunk: multiple of 16; long enough that the reductions after it cost little */
 
+/* 16 weights of a row at off (f16 converted exactly), lanes outside mk zero and not read. */
 static inline __m512 wload16(int f16, const void *w, size_t off, __mmask16 mk)
 {
     if (f16)
@@ -86,6 +84,8 @@ static inline __attribute__((always_inline)) void tile_f(int mr, int nr, int f16
 
 #define TILE_F(MR, NR) tile_f(MR, NR, f16, k, k0, k1, ai, lda, wj, bj, ci + j, ldc, first, last)
 
+/* Contract of gemm_f32/f16_avx512 (below); f16 selects the weight type. Tokens six at a time,
+ * weight rows four at a time (then one); m = 1 streams each row alone through its chunks. */
 static inline __attribute__((always_inline)) void gemm_f(int f16, int m, int n0, int n1, int k, const float *a, size_t lda,
                           const void *w, const float *bias, float *c, size_t ldc)
 {
@@ -188,6 +188,7 @@ static inline __m256i q4_codes(const blk_q4 *b)
     return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), _mm256_set1_epi8(0x0f));
 }
 
+/* q4 codes of blocks b, b + 1 in the two halves (hi == NULL: high half zero). */
 static inline __m512i load2_q4(const blk_q4 *lo, const blk_q4 *hi)
 {
     __m256i h = hi ? q4_codes(hi) : _mm256_setzero_si256();
@@ -259,7 +260,7 @@ static inline __attribute__((always_inline)) void tile_q(int mr, int nr, int q4,
 
 #define TILE_Q(MR, NR) tile_q(MR, NR, q4, nb, ai, lda, wj, bj, ci + j, ldc)
 
-/* Tokens four at a time, weight rows four at a time (decode: one token, four rows), in chunks
+/* Tokens four at a time, weight rows four at a time (m = 1: gemv_q.h), in chunks
  * of NC rows kept in L2 while all tokens pass. */
 static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, int n1, int k, const blk_q8 *a, size_t lda,
                           const void *w, const float *bias, float *c, size_t ldc)
@@ -305,8 +306,8 @@ static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, 
     }
 }
 
-/* Contract: kernels.h gemm_q8; k % 32 == 0, activation codes within [-127, 127] (quant_q8),
- * weight codes any int8; any m and range, no alignment. */
+/* Contract: kernels.h gemm_q8; k % 32 == 0, any int8 codes on both sides (the activation is
+ * the signed operand of vpdpbusd); any m and range, no alignment. */
 void gemm_q8_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q8 *w,
                     const float *bias, float *c, size_t ldc)
 {
