@@ -108,6 +108,8 @@ extern const kernel_table kernels_ref;
 void kernels_init(const char *force, kernel_table *out);
 /* Writes the levels this binary has and this CPU supports, lowest first, e.g. "ref avx2". */
 void kernels_available(char *buf, size_t cap);
+/* Writes "slot=level ..." for every slot of t: which level's kernel it runs. */
+void kernels_describe(const kernel_table *t, char *buf, size_t cap);
 
 /* Offline quantizers (the converter) and exact references used by tests. */
 void quant_row_q4(int n, const float *x, blk_q4 *y);

@@ -46,7 +46,7 @@ static void usage(FILE *f)
             "  --stats            print timings per stage, tokens/s and peak RSS to stderr\n"
             "  --dump-rgb FILE    write the decoded (and oriented) photo as binary PPM and exit\n"
             "  --no-exif-rotate   feed the pixels as stored (ignore EXIF orientation, as upstream does)\n"
-            "  -v, --version      print the kernel level and exit\n"
+            "  -v, --version      print the kernel level and the kernel of each op, and exit\n"
             "  -h, --help         this help\n"
             "exit codes: 0 ok; 1 error (one line on stderr; with several photos or in a chat, 1 if any\n"
             "  answer failed, the others are still given); 2 usage error\n"
@@ -473,9 +473,12 @@ static int parse(int argc, char **argv, options *o, int *exit_now)
             } else if (!strcmp(a, "-v") || !strcmp(a, "--version")) {
                 kernel_table k;
                 char avail[64];
+                char slots[1024];
                 kernels_init(NULL, &k);
                 kernels_available(avail, sizeof avail);
-                printf("vlm-run 0.2: kernels %s (available: %s)\n", k.level, avail);
+                kernels_describe(&k, slots, sizeof slots);
+                printf("vlm-run 0.2: kernels %s (available: %s; VLM_ISA caps the level)\n%s\n", k.level, avail,
+                       slots);
                 *exit_now = 1;
                 return 0;
             } else {
