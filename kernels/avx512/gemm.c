@@ -170,136 +170,162 @@ void gemm_f16_avx512(int m, int n0, int n1, int k, const float *a, size_t lda, c
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* q8 / q4 with VNNI                                                                         */
+/* q8 / q4 with VNNI, m > 1: the output rows are the lanes                                   */
 
-/* Codes of blocks b and b + 1 in the low and high halves (hi == NULL: an odd last block, the
- * high half zero). Reads exactly the 32 code bytes of each block. */
-static inline __m512i load2_q8(const blk_q8 *lo, const blk_q8 *hi)
+/* A k-chunk of QKC blocks of a tile of 16 weight rows is packed (qpack) so that one zmm holds
+ * 4 consecutive codes of each of the 16 rows (lane r = row r), the operand layout of vpdpbusd:
+ * one vpdpbusd with 4 activation codes of a token broadcast adds 4 products to the dot of every
+ * row, so a block costs 8 vpdpbusd per token for 16 rows and no horizontal sum. The weights are
+ * the unsigned operand (q8: w ^ 0x80 = w + 128; q4: the stored q + 8), and each dot starts from
+ * -(128 or 8) * sum(a codes of the block): exact in int32. Then per block, lane-wise,
+ * s = s + (float)dot * (dw * da): the reference's operations in the reference's order (no FMA),
+ * so every output equals the reference bit for bit, whatever tile, range or split reaches it.
+ * Between k-chunks the running sums live in C. */
+enum { QT = 8,   /* tokens per register tile: 8 independent vpdpbusd chains */
+       QKC = 8,  /* blocks per k-chunk (tree8 reduces the activation sums 8 at a time) */
+       QG = 8 }; /* 16-row tiles per row group: QG x QKC packed blocks = 36 KB of stack */
+
+typedef struct qpack {
+    __m512i w[8]; /* w[g] lane r = codes 4g..4g+3 of row r, unsigned */
+    __m512 d;     /* lane r = scale of row r */
+} qpack;
+
+/* 4 bytes at p as an int (unaligned). */
+static inline int ld32(const void *p)
 {
-    __m256i l = _mm256_loadu_si256((const __m256i *)lo->qs);
-    __m256i h = hi ? _mm256_loadu_si256((const __m256i *)hi->qs) : _mm256_setzero_si256();
-    return _mm512_inserti64x4(_mm512_castsi256_si512(l), h, 1);
+    int v;
+    memcpy(&v, p, 4);
+    return v;
 }
 
-/* q4: the unsigned nibbles (q + 8) of two blocks in element order. */
-static inline __m256i q4_codes(const blk_q4 *b)
+/* Packs rows [0, nr) (1 <= nr <= 16; the other lanes zero and never read from memory) of blocks
+ * [0, nbc) starting at w (row stride wrow bytes) into pk[0:nbc]. Gathers read only the code
+ * and scale bytes of those blocks. */
+static inline __attribute__((always_inline)) void pack_q(int q4, int nr, int nbc, const unsigned char *w,
+                                                         size_t wrow, qpack *pk)
 {
-    __m128i x = _mm_loadu_si128((const __m128i *)b->qs);
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), _mm256_set1_epi8(0x0f));
-}
-
-/* q4 codes of blocks b, b + 1 in the two halves (hi == NULL: high half zero). */
-static inline __m512i load2_q4(const blk_q4 *lo, const blk_q4 *hi)
-{
-    __m256i h = hi ? q4_codes(hi) : _mm256_setzero_si256();
-    return _mm512_inserti64x4(_mm512_castsi256_si512(q4_codes(lo)), h, 1);
-}
-
-/* Scales of blocks b, b + 1 broadcast over the two halves (0 for a missing high block). */
-static inline __m512 scale2(uint16_t lo, const uint16_t *hi)
-{
-    __m256 l = _mm256_set1_ps(h2f(lo));
-    __m256 h = _mm256_set1_ps(hi ? h2f(*hi) : 0.0f);
-    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(l)), _mm256_castps_pd(h), 1));
-}
-
-/* One tile: mr (<= 4) tokens x nr (<= 4) weight rows, all nb blocks, two at a time. For q8 the
- * weights become unsigned by flipping the sign bit (w + 128); the activations are the signed
- * operand. Exact: |sum| per lane <= 4 * 255 * 127. */
-static inline __attribute__((always_inline)) void tile_q(int mr, int nr, int q4, int nb, const blk_q8 *a, size_t lda,
-                          const void *w, const float *bias, float *c, size_t ldc)
-{
-    __m512 acc[4][4];
+    const __mmask16 mk = (__mmask16)((1u << nr) - 1);
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32((int)wrow));
+    const __m512i z = _mm512_setzero_si512();
+    const size_t bsz = q4 ? sizeof(blk_q4) : sizeof(blk_q8);
+    for (int q = 0; q < nbc; q++) {
+        const unsigned char *b = w + (size_t)q * bsz;
+        /* The scale: the dword at the block start, low half (the high half is code bytes). */
+        __m512i d = _mm512_mask_i32gather_epi32(z, mk, idx, b, 1);
+        pk[q].d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d));
+        if (q4) {
+            const __m512i lo = _mm512_set1_epi8(0x0f);
 #pragma GCC unroll 4
-    for (int i = 0; i < mr; i++)
-#pragma GCC unroll 4
-        for (int j = 0; j < nr; j++)
-            acc[i][j] = _mm512_setzero_ps();
-    const blk_q8 *w8 = w;
-    const blk_q4 *w4 = w;
-    const __m512i bias_u8 = _mm512_set1_epi8(q4 ? 8 : (char)0x80);
-    for (int b = 0; b < nb; b += 2) {
-        int two = b + 1 < nb;
-        __m512i av[4] = {_mm512_setzero_si512()}, corr[4] = {av[0]};
-        __m512 ad[4] = {_mm512_setzero_ps()};
-#pragma GCC unroll 4
-        for (int i = 0; i < mr; i++) {
-            const blk_q8 *ab = a + (size_t)i * lda + b;
-            av[i] = load2_q8(ab, two ? ab + 1 : NULL);
-            ad[i] = scale2(ab->d, two ? &ab[1].d : NULL);
-            corr[i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias_u8, av[i]);
-        }
-#pragma GCC unroll 4
-        for (int j = 0; j < nr; j++) {
-            __m512i wv;
-            __m512 wd;
-            if (q4) {
-                const blk_q4 *wb = w4 + (size_t)j * nb + b;
-                wv = load2_q4(wb, two ? wb + 1 : NULL);
-                wd = scale2(wb->d, two ? &wb[1].d : NULL);
-            } else {
-                const blk_q8 *wb = w8 + (size_t)j * nb + b;
-                wv = _mm512_xor_si512(load2_q8(wb, two ? wb + 1 : NULL), _mm512_set1_epi8((char)0x80));
-                wd = scale2(wb->d, two ? &wb[1].d : NULL);
+            for (int g = 0; g < 4; g++) {
+                __m512i v = _mm512_mask_i32gather_epi32(z, mk, idx, b + 2 + 4 * g, 1);
+                pk[q].w[g] = _mm512_and_si512(v, lo);                          /* elements 4g.. */
+                pk[q].w[g + 4] = _mm512_and_si512(_mm512_srli_epi32(v, 4), lo); /* 16 + 4g.. */
             }
-#pragma GCC unroll 4
-            for (int i = 0; i < mr; i++) {
-                __m512i p = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, av[i]), corr[i]);
-                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(ad[i], wd), acc[i][j]);
+        } else {
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) {
+                __m512i v = _mm512_mask_i32gather_epi32(z, mk, idx, b + 2 + 4 * g, 1);
+                pk[q].w[g] = _mm512_maskz_xor_epi32(mk, v, _mm512_set1_epi8((char)0x80));
             }
         }
     }
-#pragma GCC unroll 4
-    for (int i = 0; i < mr; i++)
-#pragma GCC unroll 4
-        for (int j = 0; j < nr; j++) {
-            float s = hsum16(acc[i][j]);
-            c[(size_t)i * ldc + j] = bias ? s + bias[j] : s;
-        }
 }
 
-#define TILE_Q(MR, NR) tile_q(MR, NR, q4, nb, ai, lda, wj, bj, ci + j, ldc)
-
-/* Tokens four at a time, weight rows four at a time (m = 1: gemv_q.h), in chunks
- * of NC rows kept in L2 while all tokens pass. */
-static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, int n1, int k, const blk_q8 *a, size_t lda,
-                          const void *w, const float *bias, float *c, size_t ldc)
+/* Per token t of ap[0:QT] (pointers to block 0 of the chunk) and block q < nbc: the dot's start
+ * ex = -(unit) * sum(codes), unit = 1 << shift, and the scale da as f32. */
+static inline void act_tables(int shift, int nbc, const blk_q8 *const ap[QT], int32_t ex[QT][QKC],
+                              float ad[QT][QKC])
 {
-    enum { NC = 64 };
+    const __m256i ones = _mm256_set1_epi8(1), z = _mm256_setzero_si256();
+    for (int t = 0; t < QT; t++) {
+        __m256i p[8];
+        for (int q = 0; q < 8; q++)
+            p[q] = q < nbc ? _mm256_dpbusd_epi32(z, ones, _mm256_loadu_si256((const __m256i *)ap[t][q].qs)) : z;
+        _mm256_storeu_si256((__m256i *)ex[t], _mm256_sub_epi32(z, _mm256_slli_epi32(tree8(p), shift)));
+        for (int q = 0; q < nbc; q++)
+            ad[t][q] = h2f(ap[t][q].d);
+    }
+}
+
+/* One register tile: the QT tokens ap[] x the 16 rows of pk over nbc blocks, running sums at
+ * cp[t] + off (lanes in mk; zero instead when first), stored back for t < nt (+ bias when
+ * bias != NULL: the last chunk). Tokens t >= nt repeat token nt - 1 and are not stored. */
+static inline __attribute__((always_inline)) void qtile(int nbc, const qpack *pk, const blk_q8 *const ap[QT],
+                                                        const int32_t ex[QT][QKC], const float ad[QT][QKC],
+                                                        float *const cp[QT], size_t off, int nt, __mmask16 mk,
+                                                        int first, const float *bias)
+{
+    __m512 acc[QT];
+#pragma GCC unroll 8
+    for (int t = 0; t < QT; t++)
+        acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mk, cp[t] + off);
+    for (int q = 0; q < nbc; q++) {
+        __m512i dot[QT];
+#pragma GCC unroll 8
+        for (int t = 0; t < QT; t++)
+            dot[t] = _mm512_set1_epi32(ex[t][q]);
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            __m512i wg = _mm512_load_si512(&pk[q].w[g]);
+#pragma GCC unroll 8
+            for (int t = 0; t < QT; t++)
+                dot[t] = _mm512_dpbusd_epi32(dot[t], wg, _mm512_set1_epi32(ld32(ap[t][q].qs + 4 * g)));
+        }
+        __m512 dw = _mm512_load_ps(&pk[q].d);
+#pragma GCC unroll 8
+        for (int t = 0; t < QT; t++)
+            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_cvtepi32_ps(dot[t]), _mm512_mul_ps(dw, _mm512_set1_ps(ad[t][q]))));
+    }
+    __m512 bv = bias ? _mm512_maskz_loadu_ps(mk, bias) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int t = 0; t < QT; t++)
+        if (t < nt)
+            _mm512_mask_storeu_ps(cp[t] + off, mk, bias ? _mm512_add_ps(acc[t], bv) : acc[t]);
+}
+
+/* gemm_q8/q4 for m > 1: row groups of QG x 16 rows; per k-chunk the group is packed once and
+ * every token tile passes over it. m = 1 takes gemv_q.h (its own arithmetic, chosen by m,
+ * which all threads of one call share). */
+static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, int n1, int k, const blk_q8 *a,
+                                                         size_t lda, const void *w, const float *bias, float *c,
+                                                         size_t ldc)
+{
     if (m == 1) {
-        /* Decode: a separate arithmetic (see gemv_q.h), chosen by m, which every thread of
-         * one call shares, so splits of [n0, n1) still agree bit for bit. */
         gemv_q(q4, n0, n1, k, a, w, bias, c);
         return;
     }
-    int nb = k / QK;
-    size_t wrow = (size_t)nb * (q4 ? sizeof(blk_q4) : sizeof(blk_q8));
-    const char *wc = w;
-    for (int jc = n0; jc < n1; jc += NC) {
-        int je = jc + NC < n1 ? jc + NC : n1;
-        for (int i = 0; i < m; i += 4) {
-            int mr = m - i < 4 ? m - i : 4;
-            const blk_q8 *ai = a + (size_t)i * lda;
-            float *ci = c + (size_t)i * ldc;
-            int j = jc;
-            for (; j + 4 <= je; j += 4) {
-                const void *wj = wc + (size_t)j * wrow;
-                const float *bj = bias ? bias + j : NULL;
-                switch (mr) {
-                case 4: TILE_Q(4, 4); break;
-                case 3: TILE_Q(3, 4); break;
-                case 2: TILE_Q(2, 4); break;
-                default: TILE_Q(1, 4); break;
-                }
+    const int nb = k / QK;
+    const size_t bsz = q4 ? sizeof(blk_q4) : sizeof(blk_q8);
+    const size_t wrow = (size_t)nb * bsz;
+    qpack pk[QG][QKC];
+    int32_t ex[QT][QKC];
+    float ad[QT][QKC];
+    for (int jg = n0; jg < n1; jg += 16 * QG) {
+        int je = n1 - jg < 16 * QG ? n1 : jg + 16 * QG;
+        int ng = (je - jg + 15) / 16;
+        for (int b0 = 0; b0 < nb; b0 += QKC) {
+            int nbc = nb - b0 < QKC ? nb - b0 : QKC;
+            int first = b0 == 0, last = b0 + nbc == nb;
+            for (int g = 0; g < ng; g++) {
+                int r0 = jg + 16 * g, nr = je - r0 < 16 ? je - r0 : 16;
+                pack_q(q4, nr, nbc, (const unsigned char *)w + (size_t)r0 * wrow + (size_t)b0 * bsz, wrow, pk[g]);
             }
-            for (; j < je; j++) {
-                const void *wj = wc + (size_t)j * wrow;
-                const float *bj = bias ? bias + j : NULL;
-                switch (mr) {
-                case 4: TILE_Q(4, 1); break;
-                case 3: TILE_Q(3, 1); break;
-                case 2: TILE_Q(2, 1); break;
-                default: TILE_Q(1, 1); break;
+            for (int i = 0; i < m; i += QT) {
+                int nt = m - i < QT ? m - i : QT;
+                const blk_q8 *ap[QT];
+                float *cp[QT];
+                for (int t = 0; t < QT; t++) {
+                    int ti = i + (t < nt ? t : nt - 1);
+                    ap[t] = a + (size_t)ti * lda + b0;
+                    cp[t] = c + (size_t)ti * ldc;
+                }
+                act_tables(q4 ? 3 : 7, nbc, ap, ex, ad);
+                for (int g = 0; g < ng; g++) {
+                    int r0 = jg + 16 * g, nr = je - r0 < 16 ? je - r0 : 16;
+                    __mmask16 mk = (__mmask16)((1u << nr) - 1);
+                    qtile(nbc, pk[g], ap, (const int32_t(*)[QKC])ex, (const float(*)[QKC])ad, cp, (size_t)r0,
+                          nt, mk, first, last && bias ? bias + r0 : NULL);
                 }
             }
         }
@@ -307,14 +333,16 @@ static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, 
 }
 
 /* Contract: kernels.h gemm_q8; k % 32 == 0, any int8 codes on both sides (the activation is
- * the signed operand of vpdpbusd); any m and range, no alignment. */
+ * the signed operand of vpdpbusd); any m and range, no alignment. m > 1: bit-identical to the
+ * reference. */
 void gemm_q8_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q8 *w,
                     const float *bias, float *c, size_t ldc)
 {
     gemm_q(0, m, n0, n1, k, a, lda, w, bias, c, ldc);
 }
 
-/* Contract: kernels.h gemm_q4; k % 32 == 0; any m and range, no alignment. */
+/* Contract: kernels.h gemm_q4; k % 32 == 0; any m and range, no alignment. m > 1:
+ * bit-identical to the reference. */
 void gemm_q4_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q4 *w,
                     const float *bias, float *c, size_t ldc)
 {
