@@ -181,7 +181,7 @@ void gemm_f16_avx512(int m, int n0, int n1, int k, const float *a, size_t lda, c
  * s = s + (float)dot * (dw * da): the reference's operations in the reference's order (no FMA),
  * so every output equals the reference bit for bit, whatever tile, range or split reaches it.
  * Between k-chunks the running sums live in C. */
-enum { QT = 8,   /* tokens per register tile: 8 independent vpdpbusd chains */
+enum { QT = 4,   /* tokens per register tile (x 2 row tiles: 8 independent vpdpbusd chains) */
        QKC = 8,  /* blocks per k-chunk (tree8 reduces the activation sums 8 at a time) */
        QG = 8 }; /* 16-row tiles per row group: QG x QKC packed blocks = 36 KB of stack */
 
@@ -248,40 +248,64 @@ static inline void act_tables(int shift, int nbc, const blk_q8 *const ap[QT], in
     }
 }
 
-/* One register tile: the QT tokens ap[] x the 16 rows of pk over nbc blocks, running sums at
- * cp[t] + off (lanes in mk; zero instead when first), stored back for t < nt (+ bias when
- * bias != NULL: the last chunk). Tokens t >= nt repeat token nt - 1 and are not stored. */
-static inline __attribute__((always_inline)) void qtile(int nbc, const qpack *pk, const blk_q8 *const ap[QT],
-                                                        const int32_t ex[QT][QKC], const float ad[QT][QKC],
-                                                        float *const cp[QT], size_t off, int nt, __mmask16 mk,
-                                                        int first, const float *bias)
+/* One register tile: the QT tokens ap[] x the RT * 16 rows of pk[0:RT] over nbc blocks,
+ * running sums at cp[t] + off + 16 r (lanes in mk[r]; zero instead when first), stored back for
+ * t < nt (+ bias when bias != NULL: the last chunk). Tokens t >= nt repeat token nt - 1 and are
+ * not stored. The 8 code groups go in two halves so that 4 RT weight vectors, RT QT dots and
+ * RT QT sums stay in registers; each broadcast activation group serves RT tiles. */
+static inline __attribute__((always_inline)) void qtile(int rt, int nbc, const qpack (*pk)[QKC],
+                                                        const blk_q8 *const ap[QT], const int32_t ex[QT][QKC],
+                                                        const float ad[QT][QKC], float *const cp[QT], size_t off,
+                                                        int nt, const __mmask16 mk[2], int first, const float *bias)
 {
-    __m512 acc[QT];
-#pragma GCC unroll 8
-    for (int t = 0; t < QT; t++)
-        acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mk, cp[t] + off);
-    for (int q = 0; q < nbc; q++) {
-        __m512i dot[QT];
+    __m512 acc[2][QT];
+#pragma GCC unroll 2
+    for (int r = 0; r < rt; r++)
 #pragma GCC unroll 8
         for (int t = 0; t < QT; t++)
-            dot[t] = _mm512_set1_epi32(ex[t][q]);
-#pragma GCC unroll 8
-        for (int g = 0; g < 8; g++) {
-            __m512i wg = _mm512_load_si512(&pk[q].w[g]);
+            acc[r][t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mk[r], cp[t] + off + 16 * r);
+    for (int q = 0; q < nbc; q++) {
+        __m512i dot[2][QT];
+#pragma GCC unroll 2
+        for (int r = 0; r < rt; r++)
 #pragma GCC unroll 8
             for (int t = 0; t < QT; t++)
-                dot[t] = _mm512_dpbusd_epi32(dot[t], wg, _mm512_set1_epi32(ld32(ap[t][q].qs + 4 * g)));
+                dot[r][t] = _mm512_set1_epi32(ex[t][q]);
+#pragma GCC unroll 2
+        for (int h = 0; h < 8; h += 4) {
+            __m512i wg[2][4];
+#pragma GCC unroll 2
+            for (int r = 0; r < rt; r++)
+#pragma GCC unroll 4
+                for (int g = 0; g < 4; g++)
+                    wg[r][g] = _mm512_load_si512(&pk[r][q].w[h + g]);
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++)
+#pragma GCC unroll 8
+                for (int t = 0; t < QT; t++) {
+                    __m512i av = _mm512_set1_epi32(ld32(ap[t][q].qs + 4 * (h + g)));
+#pragma GCC unroll 2
+                    for (int r = 0; r < rt; r++)
+                        dot[r][t] = _mm512_dpbusd_epi32(dot[r][t], wg[r][g], av);
+                }
         }
-        __m512 dw = _mm512_load_ps(&pk[q].d);
+#pragma GCC unroll 2
+        for (int r = 0; r < rt; r++) {
+            __m512 dw = _mm512_load_ps(&pk[r][q].d);
+#pragma GCC unroll 8
+            for (int t = 0; t < QT; t++)
+                acc[r][t] = _mm512_add_ps(acc[r][t], _mm512_mul_ps(_mm512_cvtepi32_ps(dot[r][t]),
+                                                                   _mm512_mul_ps(dw, _mm512_set1_ps(ad[t][q]))));
+        }
+    }
+#pragma GCC unroll 2
+    for (int r = 0; r < rt; r++) {
+        __m512 bv = bias ? _mm512_maskz_loadu_ps(mk[r], bias + 16 * r) : _mm512_setzero_ps();
 #pragma GCC unroll 8
         for (int t = 0; t < QT; t++)
-            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_cvtepi32_ps(dot[t]), _mm512_mul_ps(dw, _mm512_set1_ps(ad[t][q]))));
+            if (t < nt)
+                _mm512_mask_storeu_ps(cp[t] + off + 16 * r, mk[r], bias ? _mm512_add_ps(acc[r][t], bv) : acc[r][t]);
     }
-    __m512 bv = bias ? _mm512_maskz_loadu_ps(mk, bias) : _mm512_setzero_ps();
-#pragma GCC unroll 8
-    for (int t = 0; t < QT; t++)
-        if (t < nt)
-            _mm512_mask_storeu_ps(cp[t] + off, mk, bias ? _mm512_add_ps(acc[t], bv) : acc[t]);
 }
 
 /* gemm_q8/q4 for m > 1: row groups of QG x 16 rows; per k-chunk the group is packed once and
@@ -321,11 +345,20 @@ static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, 
                     cp[t] = c + (size_t)ti * ldc;
                 }
                 act_tables(q4 ? 3 : 7, nbc, ap, ex, ad);
-                for (int g = 0; g < ng; g++) {
-                    int r0 = jg + 16 * g, nr = je - r0 < 16 ? je - r0 : 16;
-                    __mmask16 mk = (__mmask16)((1u << nr) - 1);
-                    qtile(nbc, pk[g], ap, (const int32_t(*)[QKC])ex, (const float(*)[QKC])ad, cp, (size_t)r0,
-                          nt, mk, first, last && bias ? bias + r0 : NULL);
+                for (int g = 0; g < ng; g += 2) {
+                    __mmask16 mk[2];
+                    for (int r = 0; r < 2; r++) {
+                        int r0 = jg + 16 * (g + r), nr = je - r0 < 16 ? je - r0 : 16;
+                        mk[r] = nr > 0 ? (__mmask16)((1u << nr) - 1) : 0;
+                    }
+                    size_t r0 = (size_t)jg + 16 * (size_t)g;
+                    const float *bg = last && bias ? bias + r0 : NULL;
+                    if (g + 1 < ng)
+                        qtile(2, nbc, pk + g, ap, (const int32_t(*)[QKC])ex, (const float(*)[QKC])ad, cp, r0, nt,
+                              mk, first, bg);
+                    else
+                        qtile(1, nbc, pk + g, ap, (const int32_t(*)[QKC])ex, (const float(*)[QKC])ad, cp, r0, nt,
+                              mk, first, bg);
                 }
             }
         }
