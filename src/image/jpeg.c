@@ -448,6 +448,270 @@ static void idct_islow(const int16_t *coef, const int16_t *q, uint8_t *out, size
     }
 }
 
+/* SIMD ISLOW IDCT. Both passes are linear in their inputs, so each output of a pass is written
+ * as one sum of products of the inputs with combined constants (e.g. the odd part's
+ * tmp0 = z1*-c0.899 + z3*-c1.961 + z5 + o0*c0.298 becomes o0*-11363 + o1*9633 + o2*-6436 +
+ * o3*2260): pmaddwd / vmlal then compute it from int16 inputs in 32-bit lanes. Integer sums are
+ * exact whatever the order, and two's-complement wrapping cannot change a result that fits in
+ * 32 bits, so the outputs equal libjpeg's 64-bit arithmetic whenever (a) every dequantized
+ * coefficient fits in int16 and (b) every column-pass result fits in int16: then each pass's
+ * largest possible sum is 61214 * 32768 + 2^17 < 2^31 (61214 = the largest sum of absolute
+ * combined constants). Both conditions are checked on every block; a block that fails them
+ * (only possible with corrupt data) returns 0 and goes through idct_islow. Valid 8-bit JPEG
+ * data always passes: its dequantized coefficients and column results stay far below 2^15. */
+#define IDCT_PAIR(a, b) ((int)(((uint32_t)(uint16_t)(b) << 16) | (uint16_t)(a)))
+
+#if defined(JPEG_SSE2)
+/* Half of one 1-D pass: 4 transforms whose inputs come interleaved in pairs (p04 = inputs 0
+ * and 4, p26, a = inputs 7 and 5, b = inputs 3 and 1); o[k] receives output k before the
+ * descale. */
+static inline void idct_half_sse2(__m128i p04, __m128i p26, __m128i a, __m128i b, __m128i o[8])
+{
+    const __m128i k_t0 = _mm_set1_epi32(IDCT_PAIR(8192, 8192));
+    const __m128i k_t1 = _mm_set1_epi32(IDCT_PAIR(8192, -8192));
+    const __m128i k_t3 = _mm_set1_epi32(IDCT_PAIR(10703, 4433));
+    const __m128i k_t2 = _mm_set1_epi32(IDCT_PAIR(4433, -10704));
+    const __m128i k_a0 = _mm_set1_epi32(IDCT_PAIR(-11363, 9633));
+    const __m128i k_b0 = _mm_set1_epi32(IDCT_PAIR(-6436, 2260));
+    const __m128i k_a1 = _mm_set1_epi32(IDCT_PAIR(9633, 2261));
+    const __m128i k_b1 = _mm_set1_epi32(IDCT_PAIR(-11362, 6437));
+    const __m128i k_a2 = _mm_set1_epi32(IDCT_PAIR(-6436, -11362));
+    const __m128i k_b2 = _mm_set1_epi32(IDCT_PAIR(-2259, 9633));
+    const __m128i k_a3 = _mm_set1_epi32(IDCT_PAIR(2260, 6437));
+    const __m128i k_b3 = _mm_set1_epi32(IDCT_PAIR(9633, 11363));
+    __m128i t0 = _mm_madd_epi16(p04, k_t0), t1 = _mm_madd_epi16(p04, k_t1);
+    __m128i t2 = _mm_madd_epi16(p26, k_t2), t3 = _mm_madd_epi16(p26, k_t3);
+    __m128i t10 = _mm_add_epi32(t0, t3), t13 = _mm_sub_epi32(t0, t3);
+    __m128i t11 = _mm_add_epi32(t1, t2), t12 = _mm_sub_epi32(t1, t2);
+    __m128i o0 = _mm_add_epi32(_mm_madd_epi16(a, k_a0), _mm_madd_epi16(b, k_b0));
+    __m128i o1 = _mm_add_epi32(_mm_madd_epi16(a, k_a1), _mm_madd_epi16(b, k_b1));
+    __m128i o2 = _mm_add_epi32(_mm_madd_epi16(a, k_a2), _mm_madd_epi16(b, k_b2));
+    __m128i o3 = _mm_add_epi32(_mm_madd_epi16(a, k_a3), _mm_madd_epi16(b, k_b3));
+    o[0] = _mm_add_epi32(t10, o3);
+    o[7] = _mm_sub_epi32(t10, o3);
+    o[1] = _mm_add_epi32(t11, o2);
+    o[6] = _mm_sub_epi32(t11, o2);
+    o[2] = _mm_add_epi32(t12, o1);
+    o[5] = _mm_sub_epi32(t12, o1);
+    o[3] = _mm_add_epi32(t13, o0);
+    o[4] = _mm_sub_epi32(t13, o0);
+}
+
+/* One 1-D pass over 8 transforms at once: in[k] holds input k of each (one per int16 lane);
+ * lo[k] / hi[k] receive output k of lanes 0-3 / 4-7 before descaling. */
+static inline void idct_1d_sse2(const __m128i in[8], __m128i lo[8], __m128i hi[8])
+{
+    idct_half_sse2(_mm_unpacklo_epi16(in[0], in[4]), _mm_unpacklo_epi16(in[2], in[6]),
+                   _mm_unpacklo_epi16(in[7], in[5]), _mm_unpacklo_epi16(in[3], in[1]), lo);
+    idct_half_sse2(_mm_unpackhi_epi16(in[0], in[4]), _mm_unpackhi_epi16(in[2], in[6]),
+                   _mm_unpackhi_epi16(in[7], in[5]), _mm_unpackhi_epi16(in[3], in[1]), hi);
+}
+
+/* In-place transpose of an 8x8 int16 matrix held as 8 row vectors. */
+static inline void transpose8x8_sse2(__m128i r[8])
+{
+    __m128i a0 = _mm_unpacklo_epi16(r[0], r[1]), a1 = _mm_unpackhi_epi16(r[0], r[1]);
+    __m128i a2 = _mm_unpacklo_epi16(r[2], r[3]), a3 = _mm_unpackhi_epi16(r[2], r[3]);
+    __m128i a4 = _mm_unpacklo_epi16(r[4], r[5]), a5 = _mm_unpackhi_epi16(r[4], r[5]);
+    __m128i a6 = _mm_unpacklo_epi16(r[6], r[7]), a7 = _mm_unpackhi_epi16(r[6], r[7]);
+    __m128i b0 = _mm_unpacklo_epi32(a0, a2), b1 = _mm_unpackhi_epi32(a0, a2);
+    __m128i b2 = _mm_unpacklo_epi32(a1, a3), b3 = _mm_unpackhi_epi32(a1, a3);
+    __m128i b4 = _mm_unpacklo_epi32(a4, a6), b5 = _mm_unpackhi_epi32(a4, a6);
+    __m128i b6 = _mm_unpacklo_epi32(a5, a7), b7 = _mm_unpackhi_epi32(a5, a7);
+    r[0] = _mm_unpacklo_epi64(b0, b4);
+    r[1] = _mm_unpackhi_epi64(b0, b4);
+    r[2] = _mm_unpacklo_epi64(b1, b5);
+    r[3] = _mm_unpackhi_epi64(b1, b5);
+    r[4] = _mm_unpacklo_epi64(b2, b6);
+    r[5] = _mm_unpackhi_epi64(b2, b6);
+    r[6] = _mm_unpacklo_epi64(b3, b7);
+    r[7] = _mm_unpackhi_epi64(b3, b7);
+}
+
+/* idct_islow for blocks meeting the conditions above; returns 0 (nothing written) otherwise. */
+static int idct_islow_simd(const int16_t *coef, const int16_t *q, uint8_t *out, size_t stride)
+{
+    const __m128i zero = _mm_setzero_si128();
+    __m128i v[8], lo[8], hi[8], bad = zero;
+    for (int r = 0; r < 8; r++) {
+        __m128i c = _mm_loadu_si128((const __m128i *)(coef + 8 * r));
+        __m128i qq = _mm_loadu_si128((const __m128i *)(q + 8 * r));
+        __m128i pl = _mm_mullo_epi16(c, qq), ph = _mm_mulhi_epi16(c, qq);
+        bad = _mm_or_si128(bad, _mm_xor_si128(ph, _mm_srai_epi16(pl, 15))); /* (a) */
+        v[r] = pl;
+    }
+    if (_mm_movemask_epi8(_mm_cmpeq_epi8(bad, zero)) != 0xFFFF)
+        return 0;
+    idct_1d_sse2(v, lo, hi);
+    const __m128i round1 = _mm_set1_epi32(1 << (CONST_BITS - PASS1_BITS - 1));
+    const __m128i k8000 = _mm_set1_epi32(0x8000);
+    for (int k = 0; k < 8; k++) {
+        __m128i a = _mm_srai_epi32(_mm_add_epi32(lo[k], round1), CONST_BITS - PASS1_BITS);
+        __m128i b = _mm_srai_epi32(_mm_add_epi32(hi[k], round1), CONST_BITS - PASS1_BITS);
+        /* (b): x fits in int16 iff (x + 0x8000) >> 16 is 0 as unsigned */
+        bad = _mm_or_si128(bad, _mm_srli_epi32(_mm_add_epi32(a, k8000), 16));
+        bad = _mm_or_si128(bad, _mm_srli_epi32(_mm_add_epi32(b, k8000), 16));
+        v[k] = _mm_packs_epi32(a, b);
+    }
+    if (_mm_movemask_epi8(_mm_cmpeq_epi8(bad, zero)) != 0xFFFF)
+        return 0;
+    transpose8x8_sse2(v); /* v[k]: workspace column k, one row per lane */
+    idct_1d_sse2(v, lo, hi);
+    const int sh = CONST_BITS + PASS1_BITS + 3;
+    const __m128i round2 = _mm_set1_epi32(1 << (sh - 1));
+    const __m128i k512 = _mm_set1_epi32(512), k1023 = _mm_set1_epi32(1023);
+    const __m128i k384 = _mm_set1_epi32(384);
+    for (int k = 0; k < 8; k++) {
+        /* idct_clamp: wrap modulo 1024 around 0, then packus clamps to 0..255 */
+        __m128i a = _mm_srai_epi32(_mm_add_epi32(lo[k], round2), sh);
+        __m128i b = _mm_srai_epi32(_mm_add_epi32(hi[k], round2), sh);
+        a = _mm_sub_epi32(_mm_and_si128(_mm_add_epi32(a, k512), k1023), k384);
+        b = _mm_sub_epi32(_mm_and_si128(_mm_add_epi32(b, k512), k1023), k384);
+        v[k] = _mm_packs_epi32(a, b);
+    }
+    transpose8x8_sse2(v); /* v[r]: output row r */
+    for (int r = 0; r < 8; r += 2) {
+        __m128i p = _mm_packus_epi16(v[r], v[r + 1]);
+        _mm_storel_epi64((__m128i *)(out + r * stride), p);
+        _mm_storel_epi64((__m128i *)(out + (r + 1) * stride), _mm_srli_si128(p, 8));
+    }
+    return 1;
+}
+#elif defined(JPEG_NEON)
+/* As idct_1d_sse2, for one half (4 lanes) of 8 int16 inputs. */
+static inline void idct_1d_neon_half(const int16x4_t in[8], int32x4_t o[8])
+{
+    int32x4_t t0 = vshlq_n_s32(vaddl_s16(in[0], in[4]), CONST_BITS);
+    int32x4_t t1 = vshlq_n_s32(vsubl_s16(in[0], in[4]), CONST_BITS);
+    int32x4_t t3 = vmlal_n_s16(vmull_n_s16(in[2], 10703), in[6], 4433);
+    int32x4_t t2 = vmlal_n_s16(vmull_n_s16(in[2], 4433), in[6], -10704);
+    int32x4_t t10 = vaddq_s32(t0, t3), t13 = vsubq_s32(t0, t3);
+    int32x4_t t11 = vaddq_s32(t1, t2), t12 = vsubq_s32(t1, t2);
+    /* (o0, o1, o2, o3) = (in7, in5, in3, in1) */
+    int32x4_t o0 = vmull_n_s16(in[7], -11363), o1 = vmull_n_s16(in[7], 9633);
+    int32x4_t o2 = vmull_n_s16(in[7], -6436), o3 = vmull_n_s16(in[7], 2260);
+    o0 = vmlal_n_s16(o0, in[5], 9633);
+    o1 = vmlal_n_s16(o1, in[5], 2261);
+    o2 = vmlal_n_s16(o2, in[5], -11362);
+    o3 = vmlal_n_s16(o3, in[5], 6437);
+    o0 = vmlal_n_s16(o0, in[3], -6436);
+    o1 = vmlal_n_s16(o1, in[3], -11362);
+    o2 = vmlal_n_s16(o2, in[3], -2259);
+    o3 = vmlal_n_s16(o3, in[3], 9633);
+    o0 = vmlal_n_s16(o0, in[1], 2260);
+    o1 = vmlal_n_s16(o1, in[1], 6437);
+    o2 = vmlal_n_s16(o2, in[1], 9633);
+    o3 = vmlal_n_s16(o3, in[1], 11363);
+    o[0] = vaddq_s32(t10, o3);
+    o[7] = vsubq_s32(t10, o3);
+    o[1] = vaddq_s32(t11, o2);
+    o[6] = vsubq_s32(t11, o2);
+    o[2] = vaddq_s32(t12, o1);
+    o[5] = vsubq_s32(t12, o1);
+    o[3] = vaddq_s32(t13, o0);
+    o[4] = vsubq_s32(t13, o0);
+}
+
+static inline void idct_1d_neon(const int16x8_t in[8], int32x4_t lo[8], int32x4_t hi[8])
+{
+    int16x4_t l[8], h[8];
+    for (int k = 0; k < 8; k++) {
+        l[k] = vget_low_s16(in[k]);
+        h[k] = vget_high_s16(in[k]);
+    }
+    idct_1d_neon_half(l, lo);
+    idct_1d_neon_half(h, hi);
+}
+
+/* As idct_islow_simd for SSE2. */
+static int idct_islow_simd(const int16_t *coef, const int16_t *q, uint8_t *out, size_t stride)
+{
+    int16x8_t v[8];
+    int32x4_t lo[8], hi[8];
+    uint32x4_t bad = vdupq_n_u32(0);
+    for (int r = 0; r < 8; r++) {
+        int16x8_t c = vld1q_s16(coef + 8 * r), qq = vld1q_s16(q + 8 * r);
+        int32x4_t pl = vmull_s16(vget_low_s16(c), vget_low_s16(qq));
+        int32x4_t ph = vmull_high_s16(c, qq);
+        int16x4_t nl = vmovn_s32(pl), nh = vmovn_s32(ph);
+        /* (a): the product survives narrowing iff sign-extending it back gives it again */
+        bad = vorrq_u32(bad, vreinterpretq_u32_s32(veorq_s32(vmovl_s16(nl), pl)));
+        bad = vorrq_u32(bad, vreinterpretq_u32_s32(veorq_s32(vmovl_s16(nh), ph)));
+        v[r] = vcombine_s16(nl, nh);
+    }
+    if (vmaxvq_u32(bad))
+        return 0;
+    idct_1d_neon(v, lo, hi);
+    for (int k = 0; k < 8; k++) {
+        int32x4_t a = vrshrq_n_s32(lo[k], CONST_BITS - PASS1_BITS);
+        int32x4_t b = vrshrq_n_s32(hi[k], CONST_BITS - PASS1_BITS);
+        int16x4_t na = vmovn_s32(a), nb = vmovn_s32(b);
+        bad = vorrq_u32(bad, vreinterpretq_u32_s32(veorq_s32(vmovl_s16(na), a))); /* (b) */
+        bad = vorrq_u32(bad, vreinterpretq_u32_s32(veorq_s32(vmovl_s16(nb), b)));
+        v[k] = vcombine_s16(na, nb);
+    }
+    if (vmaxvq_u32(bad))
+        return 0;
+    /* Transpose: v[k] becomes workspace column k, one row per lane. */
+    int16x8x2_t t0 = vtrnq_s16(v[0], v[1]), t1 = vtrnq_s16(v[2], v[3]);
+    int16x8x2_t t2 = vtrnq_s16(v[4], v[5]), t3 = vtrnq_s16(v[6], v[7]);
+    int32x4x2_t u0 = vtrnq_s32(vreinterpretq_s32_s16(t0.val[0]), vreinterpretq_s32_s16(t1.val[0]));
+    int32x4x2_t u1 = vtrnq_s32(vreinterpretq_s32_s16(t0.val[1]), vreinterpretq_s32_s16(t1.val[1]));
+    int32x4x2_t u2 = vtrnq_s32(vreinterpretq_s32_s16(t2.val[0]), vreinterpretq_s32_s16(t3.val[0]));
+    int32x4x2_t u3 = vtrnq_s32(vreinterpretq_s32_s16(t2.val[1]), vreinterpretq_s32_s16(t3.val[1]));
+#define JPEG_CAT(a, b, half) vreinterpretq_s16_s32(vcombine_s32(vget_##half##_s32(a), vget_##half##_s32(b)))
+    v[0] = JPEG_CAT(u0.val[0], u2.val[0], low);
+    v[4] = JPEG_CAT(u0.val[0], u2.val[0], high);
+    v[1] = JPEG_CAT(u1.val[0], u3.val[0], low);
+    v[5] = JPEG_CAT(u1.val[0], u3.val[0], high);
+    v[2] = JPEG_CAT(u0.val[1], u2.val[1], low);
+    v[6] = JPEG_CAT(u0.val[1], u2.val[1], high);
+    v[3] = JPEG_CAT(u1.val[1], u3.val[1], low);
+    v[7] = JPEG_CAT(u1.val[1], u3.val[1], high);
+#undef JPEG_CAT
+    idct_1d_neon(v, lo, hi);
+    const int32x4_t k512 = vdupq_n_s32(512), k1023 = vdupq_n_s32(1023), k384 = vdupq_n_s32(384);
+    uint8x8_t c[8];
+    for (int k = 0; k < 8; k++) {
+        /* idct_clamp: wrap modulo 1024 around 0, then saturate to 0..255 */
+        int32x4_t a = vrshrq_n_s32(lo[k], CONST_BITS + PASS1_BITS + 3);
+        int32x4_t b = vrshrq_n_s32(hi[k], CONST_BITS + PASS1_BITS + 3);
+        a = vsubq_s32(vandq_s32(vaddq_s32(a, k512), k1023), k384);
+        b = vsubq_s32(vandq_s32(vaddq_s32(b, k512), k1023), k384);
+        c[k] = vqmovun_s16(vcombine_s16(vmovn_s32(a), vmovn_s32(b))); /* output column k */
+    }
+    uint8x8x2_t b0 = vtrn_u8(c[0], c[1]), b1 = vtrn_u8(c[2], c[3]);
+    uint8x8x2_t b2 = vtrn_u8(c[4], c[5]), b3 = vtrn_u8(c[6], c[7]);
+    uint16x4x2_t h0 = vtrn_u16(vreinterpret_u16_u8(b0.val[0]), vreinterpret_u16_u8(b1.val[0]));
+    uint16x4x2_t h1 = vtrn_u16(vreinterpret_u16_u8(b0.val[1]), vreinterpret_u16_u8(b1.val[1]));
+    uint16x4x2_t h2 = vtrn_u16(vreinterpret_u16_u8(b2.val[0]), vreinterpret_u16_u8(b3.val[0]));
+    uint16x4x2_t h3 = vtrn_u16(vreinterpret_u16_u8(b2.val[1]), vreinterpret_u16_u8(b3.val[1]));
+    uint32x2x2_t w0 = vtrn_u32(vreinterpret_u32_u16(h0.val[0]), vreinterpret_u32_u16(h2.val[0]));
+    uint32x2x2_t w1 = vtrn_u32(vreinterpret_u32_u16(h1.val[0]), vreinterpret_u32_u16(h3.val[0]));
+    uint32x2x2_t w2 = vtrn_u32(vreinterpret_u32_u16(h0.val[1]), vreinterpret_u32_u16(h2.val[1]));
+    uint32x2x2_t w3 = vtrn_u32(vreinterpret_u32_u16(h1.val[1]), vreinterpret_u32_u16(h3.val[1]));
+    vst1_u8(out + 0 * stride, vreinterpret_u8_u32(w0.val[0]));
+    vst1_u8(out + 1 * stride, vreinterpret_u8_u32(w1.val[0]));
+    vst1_u8(out + 2 * stride, vreinterpret_u8_u32(w2.val[0]));
+    vst1_u8(out + 3 * stride, vreinterpret_u8_u32(w3.val[0]));
+    vst1_u8(out + 4 * stride, vreinterpret_u8_u32(w0.val[1]));
+    vst1_u8(out + 5 * stride, vreinterpret_u8_u32(w1.val[1]));
+    vst1_u8(out + 6 * stride, vreinterpret_u8_u32(w2.val[1]));
+    vst1_u8(out + 7 * stride, vreinterpret_u8_u32(w3.val[1]));
+    return 1;
+}
+#endif
+
+/* The IDCT of one block: SIMD when the target has it and the block allows it (see above). */
+static inline void idct_block(const int16_t *coef, const int16_t *q, uint8_t *out, size_t stride)
+{
+#if defined(JPEG_SSE2) || defined(JPEG_NEON)
+    if (idct_islow_simd(coef, q, out, stride))
+        return;
+#endif
+    idct_islow(coef, q, out, stride);
+}
+
 /* A block whose only nonzero coefficient is DC: the IDCT reduces to one value. */
 static void idct_dc_only(int dc, const int16_t *q, uint8_t *out, size_t stride)
 {
@@ -1292,7 +1556,7 @@ static int decode_scan(jpeg_dec *d, jpeg_scan *sc, size_t *pos)
                         if (kend <= 1)
                             idct_dc_only(tmpblk[0], c->q, out, c->stride);
                         else
-                            idct_islow(tmpblk, c->q, out, c->stride);
+                            idct_block(tmpblk, c->q, out, c->stride);
                     }
                 }
             }
@@ -1498,7 +1762,7 @@ static void finish_buffered(jpeg_dec *d)
         jpeg_component *c = &d->comp[i];
         for (int by = 0; by < c->bh; by++)
             for (int bx = 0; bx < c->bw; bx++)
-                idct_islow(c->coefs + ((size_t)by * c->pbw + bx) * 64, c->q,
+                idct_block(c->coefs + ((size_t)by * c->pbw + bx) * 64, c->q,
                            c->plane + (size_t)by * 8 * c->stride + (size_t)bx * 8, c->stride);
     }
     emit_rows(d, 0, d->height);
