@@ -1,0 +1,173 @@
+/* attn.c (avx512): attention for several queries at once (vision tower, prefill), the AVX2
+ * design of kernels/avx2/attn.c with 16 query lanes per zmm: per key block of KB keys, the
+ * scores S[j] (lane l = query l) are FMAs of the transposed query columns with the key's
+ * elements broadcast from memory (embedded broadcast: no separate instruction), the block
+ * maximum lane-wise, one rescale when some lane's maximum rises, vector exp, then
+ * acc[c] += p_j * v[j][c]. A lane never depends on the others (a masked causal key gives
+ * p = 0 and r = 1 exactly), so tiles and head ranges never change a result. nq == 1 (decode)
+ * keeps the AVX2 one-query path. */
+#ifndef __AVX512F__
+#error "kernels/avx512 files must be built with -mavx512f -mavx512bw -mavx512vl -mavx512vnni"
+#endif
+#include <immintrin.h>
+#include <math.h>
+
+#include "../avx2/kernels_avx2.h"
+#include "kernels.h"
+
+void attention_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
+                      int n_keys, int causal, float scale, const float *q, size_t ldq,
+                      const float *k, const float *v, size_t ldkv, float *out, size_t ldo);
+
+enum { KB = 64, QL = 16 }; /* keys per softmax block, queries per tile */
+
+/* exp(x) for 16 lanes, the algorithm and constants of exp8 (kernels/avx2/simd.h): two-part
+ * ln 2 range reduction, degree-6 polynomial, 2^n in two factors; x < -87.3 gives 0, x > 88.7
+ * +inf, NaN stays NaN. */
+static inline __m512 exp16(__m512 x)
+{
+    const __m512 hi = _mm512_set1_ps(88.72283f), lo = _mm512_set1_ps(-87.33654f);
+    __mmask16 over = _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ);
+    __mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    __m512i ni = _mm512_cvtps_epi32(n);
+    __m512i n1 = _mm512_srai_epi32(ni, 1);
+    __m512i n2 = _mm512_sub_epi32(ni, n1);
+    __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, _mm512_set1_epi32(127)), 23));
+    __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, _mm512_set1_epi32(127)), 23));
+    __m512 y = _mm512_mul_ps(_mm512_mul_ps(p, s1), s2);
+    y = _mm512_mask_mov_ps(y, over, _mm512_set1_ps(__builtin_inff()));
+    y = _mm512_mask_mov_ps(y, under, _mm512_setzero_ps());
+    return _mm512_mask_mov_ps(y, nan, x);
+}
+
+/* One tile: queries t0 .. t0 + nt - 1 (nt <= QL) of one head; q, k, v, out already offset to
+ * the head (q, out: query t0). */
+static void attention_tile(int nt, int t0, int d, int n_keys, int causal, float scale, const float *q,
+                           size_t ldq, const float *k, const float *v, size_t ldkv, float *out, size_t ldo)
+{
+    __m512 qt[256], acc[256], sc[KB]; /* 36 KB: head_dim <= 256 */
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    /* Missing lanes repeat the last query: finite scores, never stored. */
+    __m512i qidx = _mm512_mullo_epi32(_mm512_min_epi32(lanes, _mm512_set1_epi32(nt - 1)), _mm512_set1_epi32((int)ldq));
+    for (int c = 0; c < d; c++) {
+        qt[c] = _mm512_i32gather_ps(qidx, q + c, 4);
+        acc[c] = _mm512_setzero_ps();
+    }
+    int nk = n_keys;
+    if (causal >= 0 && causal + t0 + nt < nk)
+        nk = causal + t0 + nt;
+    /* Lane l sees keys j <= lim[l] (causal), else all of [0, nk). */
+    const __m512i lim = _mm512_add_epi32(_mm512_set1_epi32(causal + t0), lanes);
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    __m512 mx = ninf, sum = _mm512_setzero_ps();
+    for (int j0 = 0; j0 < nk; j0 += KB) {
+        int nb = nk - j0 < KB ? nk - j0 : KB;
+        __m512 bmax = ninf;
+        for (int jj = 0; jj < nb; jj += 8) {
+            int ng = nb - jj < 8 ? nb - jj : 8;
+            const float *kr[8];
+            for (int u = 0; u < 8; u++)
+                kr[u] = k + (size_t)(j0 + jj + (u < ng ? u : ng - 1)) * ldkv;
+            __m512 s[8];
+#pragma GCC unroll 8
+            for (int u = 0; u < 8; u++)
+                s[u] = _mm512_setzero_ps();
+            for (int c = 0; c < d; c++) {
+                __m512 qc = qt[c];
+#pragma GCC unroll 8
+                for (int u = 0; u < 8; u++)
+                    s[u] = _mm512_fmadd_ps(qc, _mm512_set1_ps(kr[u][c]), s[u]);
+            }
+            /* All 8 stored (jj + 8 <= KB), so s stays in registers above. */
+#pragma GCC unroll 8
+            for (int u = 0; u < 8; u++)
+                sc[jj + u] = s[u];
+            for (int u = 0; u < ng; u++) {
+                __m512 x = _mm512_mul_ps(sc[jj + u], _mm512_set1_ps(scale));
+                if (causal >= 0)
+                    x = _mm512_mask_mov_ps(x, _mm512_cmpgt_epi32_mask(_mm512_set1_epi32(j0 + jj + u), lim), ninf);
+                sc[jj + u] = x;
+                bmax = _mm512_max_ps(bmax, x);
+            }
+        }
+        __mmask16 up = _mm512_cmp_ps_mask(bmax, mx, _CMP_GT_OQ);
+        if (up) {
+            /* Lanes whose maximum rose: r = exp(old - new) (0 on the first block); others 1. */
+            __m512 nmx = _mm512_max_ps(mx, bmax);
+            __m512 r = _mm512_mask_mov_ps(_mm512_set1_ps(1.0f), up, exp16(_mm512_sub_ps(mx, nmx)));
+            sum = _mm512_mul_ps(sum, r);
+            for (int c = 0; c < d; c++)
+                acc[c] = _mm512_mul_ps(acc[c], r);
+            mx = nmx;
+        }
+        for (int j = 0; j < nb; j++) {
+            __m512 p = exp16(_mm512_sub_ps(sc[j], mx));
+            sc[j] = p;
+            sum = _mm512_add_ps(sum, p);
+        }
+        int c0 = 0;
+        for (; c0 + 8 <= d; c0 += 8) {
+            __m512 a[8];
+#pragma GCC unroll 8
+            for (int u = 0; u < 8; u++)
+                a[u] = acc[c0 + u];
+            for (int j = 0; j < nb; j++) {
+                const float *vj = v + (size_t)(j0 + j) * ldkv + c0;
+                __m512 p = sc[j];
+#pragma GCC unroll 8
+                for (int u = 0; u < 8; u++)
+                    a[u] = _mm512_fmadd_ps(p, _mm512_set1_ps(vj[u]), a[u]);
+            }
+#pragma GCC unroll 8
+            for (int u = 0; u < 8; u++)
+                acc[c0 + u] = a[u];
+        }
+        for (; c0 < d; c0++)
+            for (int j = 0; j < nb; j++)
+                acc[c0] = _mm512_fmadd_ps(sc[j], _mm512_set1_ps(v[(size_t)(j0 + j) * ldkv + c0]), acc[c0]);
+    }
+    /* sum > 0 in every lane (key 0 is always visible) unless there are no keys. */
+    __mmask16 pos = _mm512_cmp_ps_mask(sum, _mm512_setzero_ps(), _CMP_GT_OQ);
+    __m512 inv = _mm512_maskz_div_ps(pos, _mm512_set1_ps(1.0f), sum);
+    for (int c = 0; c < d; c++) {
+        float o[QL];
+        _mm512_storeu_ps(o, _mm512_mul_ps(acc[c], inv));
+        for (int l = 0; l < nt; l++)
+            out[(size_t)l * ldo + c] = o[l];
+    }
+}
+
+/* Contract: kernels.h attention; head_dim <= 256, n_heads a multiple of n_kv_heads, heads
+ * [h0, h1), queries 0..nq; reads keys/values 0..n_keys only. nq == 1: attention_avx2. */
+void attention_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
+                      int n_keys, int causal, float scale, const float *q, size_t ldq,
+                      const float *k, const float *v, size_t ldkv, float *out, size_t ldo)
+{
+    if (nq < 2) {
+        attention_avx2(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv,
+                       out, ldo);
+        return;
+    }
+    int group = n_heads / n_kv_heads, d = head_dim;
+    for (int h = h0; h < h1; h++) {
+        int g = h / group;
+        for (int t0 = 0; t0 < nq; t0 += QL) {
+            int nt = nq - t0 < QL ? nq - t0 : QL;
+            attention_tile(nt, t0, d, n_keys, causal, scale, q + (size_t)t0 * ldq + (size_t)h * d, ldq,
+                           k + (size_t)g * d, v + (size_t)g * d, ldkv, out + (size_t)t0 * ldo + (size_t)h * d, ldo);
+        }
+    }
+}
