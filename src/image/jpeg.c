@@ -72,6 +72,9 @@ static const uint8_t std_ac_chroma_vals[162] = {
 typedef struct huff_table {
     uint16_t fast[1 << JPEG_FAST_BITS]; /* (1<<9): (length << 8) | symbol for codes of length
                                            <= 9 indexed by the next 9 bits; 0 = longer code */
+    int32_t fast_ac[1 << JPEG_FAST_BITS]; /* (1<<9): AC tables, for a code and its magnitude bits
+                                           that fit in 9 bits together: (value << 16) |
+                                           (run << 8) | total length; 0 = use `fast` */
     int32_t maxcode[17];                /* (17): largest code of each length, -1 if none */
     int32_t valoffset[17];              /* (17): symbol index = code + valoffset[length] */
     uint8_t vals[256];                  /* (256): symbols in code order, zero-filled */
@@ -156,6 +159,12 @@ typedef struct jpeg_scan {
 
 /* ---------------------------------------------------------------- Huffman tables */
 
+/* The signed value of an n-bit magnitude category (T.81 F.2.2.1 EXTEND), n in 1..15. */
+static inline int extend_bits(uint32_t v, int n)
+{
+    return v < (1u << (n - 1)) ? (int)v - (1 << n) + 1 : (int)v;
+}
+
 /* Builds the canonical code of T.81 Annex C from the 16 length counts and the symbols.
  * Refuses tables that overflow the code space, as libjpeg does. Returns 0 or -1. */
 static int huff_build(huff_table *t, const uint8_t counts[16], const uint8_t *vals, int nsym)
@@ -188,6 +197,17 @@ static int huff_build(huff_table *t, const uint8_t counts[16], const uint8_t *va
     for (int i = 0; i < nsym; i++)
         if (vals[i] > t->max_symbol)
             t->max_symbol = vals[i];
+    /* Run/size symbols whose magnitude bits are also in the 9-bit lookahead decode in one step
+     * (only meaningful for AC tables; the DC decoder never reads fast_ac). */
+    for (int i = 0; i < (1 << JPEG_FAST_BITS); i++) {
+        unsigned e = t->fast[i];
+        int l = (int)(e >> 8), rs = (int)(e & 255), r = rs >> 4, sz = rs & 15;
+        if (!e || sz == 0 || l + sz > JPEG_FAST_BITS)
+            continue;
+        uint32_t bits = ((uint32_t)i >> (JPEG_FAST_BITS - l - sz)) & ((1u << sz) - 1);
+        int v = extend_bits(bits, sz);
+        t->fast_ac[i] = (int32_t)((uint32_t)v << 16) | (r << 8) | (l + sz);
+    }
     t->defined = 1;
     return 0;
 }
@@ -217,6 +237,22 @@ static void br_init(bitreader *br, const uint8_t *p, const uint8_t *end)
 /* Tops the accumulator up to at least 57 bits, unstuffing 0xFF00 and stopping at markers. */
 static void br_fill(bitreader *br)
 {
+    /* Fast path: the next 8 bytes are in the buffer and none is 0xFF (no stuffing, no
+     * marker): take as many whole bytes as fit at once. */
+    if (!br->at_marker && br->end - br->p >= 8 && br->bits <= 56) {
+        const uint8_t *q = br->p;
+        uint64_t v = (uint64_t)q[0] << 56 | (uint64_t)q[1] << 48 | (uint64_t)q[2] << 40 |
+                     (uint64_t)q[3] << 32 | (uint64_t)q[4] << 24 | (uint64_t)q[5] << 16 |
+                     (uint64_t)q[6] << 8 | (uint64_t)q[7];
+        uint64_t x = ~v; /* a 0xFF byte of v is a zero byte of x */
+        if (((x - 0x0101010101010101u) & ~x & 0x8080808080808080u) == 0) {
+            int n = (64 - br->bits) >> 3; /* 1..8 */
+            br->acc |= (v & (~(uint64_t)0 << (64 - 8 * n))) >> br->bits;
+            br->p += n;
+            br->bits += 8 * n;
+            return;
+        }
+    }
     while (br->bits <= 56) {
         unsigned b = 0;
         if (!br->at_marker) {
@@ -250,12 +286,6 @@ static inline uint32_t br_get(bitreader *br, int n)
     br->acc <<= n;
     br->bits -= n;
     return v;
-}
-
-/* The signed value of an n-bit magnitude category (T.81 F.2.2.1 EXTEND), n in 1..15. */
-static inline int extend_bits(uint32_t v, int n)
-{
-    return v < (1u << (n - 1)) ? (int)v - (1 << n) + 1 : (int)v;
 }
 
 static int huff_decode_slow(bitreader *br, const huff_table *t)
@@ -738,6 +768,15 @@ static int decode_block_seq(bitreader *br, const huff_table *dc, const huff_tabl
     for (; k < 64; k++) {
         if (br->bits < 32)
             br_fill(br);
+        int32_t f = ac->fast_ac[br->acc >> (64 - JPEG_FAST_BITS)];
+        if (f) {
+            int l = f & 255;
+            k += (f >> 8) & 15;
+            br->acc <<= l;
+            br->bits -= l;
+            blk[zigzag_to_natural[k]] = (int16_t)(f >> 16);
+            continue;
+        }
         int rs = huff_decode(br, ac);
         int r = rs >> 4;
         s = rs & 15;
