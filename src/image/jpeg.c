@@ -489,13 +489,19 @@ static void idct_islow(const int16_t *coef, const int16_t *q, uint8_t *out, size
  * combined constants). Both conditions are checked on every block; a block that fails them
  * (only possible with corrupt data) returns 0 and goes through idct_islow. Valid 8-bit JPEG
  * data always passes: its dequantized coefficients and column results stay far below 2^15. */
+/* The 1-D passes are used twice per block; GCC would otherwise call them out of line. */
+#if defined(__GNUC__)
+#define JPEG_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define JPEG_ALWAYS_INLINE inline
+#endif
 #define IDCT_PAIR(a, b) ((int)(((uint32_t)(uint16_t)(b) << 16) | (uint16_t)(a)))
 
 #if defined(JPEG_SSE2)
 /* Half of one 1-D pass: 4 transforms whose inputs come interleaved in pairs (p04 = inputs 0
  * and 4, p26, a = inputs 7 and 5, b = inputs 3 and 1); o[k] receives output k before the
  * descale. */
-static inline void idct_half_sse2(__m128i p04, __m128i p26, __m128i a, __m128i b, __m128i o[8])
+static JPEG_ALWAYS_INLINE void idct_half_sse2(__m128i p04, __m128i p26, __m128i a, __m128i b, __m128i o[8])
 {
     const __m128i k_t0 = _mm_set1_epi32(IDCT_PAIR(8192, 8192));
     const __m128i k_t1 = _mm_set1_epi32(IDCT_PAIR(8192, -8192));
@@ -529,7 +535,7 @@ static inline void idct_half_sse2(__m128i p04, __m128i p26, __m128i a, __m128i b
 
 /* One 1-D pass over 8 transforms at once: in[k] holds input k of each (one per int16 lane);
  * lo[k] / hi[k] receive output k of lanes 0-3 / 4-7 before descaling. */
-static inline void idct_1d_sse2(const __m128i in[8], __m128i lo[8], __m128i hi[8])
+static JPEG_ALWAYS_INLINE void idct_1d_sse2(const __m128i in[8], __m128i lo[8], __m128i hi[8])
 {
     idct_half_sse2(_mm_unpacklo_epi16(in[0], in[4]), _mm_unpacklo_epi16(in[2], in[6]),
                    _mm_unpacklo_epi16(in[7], in[5]), _mm_unpacklo_epi16(in[3], in[1]), lo);
@@ -609,7 +615,7 @@ static int idct_islow_simd(const int16_t *coef, const int16_t *q, uint8_t *out, 
 }
 #elif defined(JPEG_NEON)
 /* As idct_1d_sse2, for one half (4 lanes) of 8 int16 inputs. */
-static inline void idct_1d_neon_half(const int16x4_t in[8], int32x4_t o[8])
+static JPEG_ALWAYS_INLINE void idct_1d_neon_half(const int16x4_t in[8], int32x4_t o[8])
 {
     int32x4_t t0 = vshlq_n_s32(vaddl_s16(in[0], in[4]), CONST_BITS);
     int32x4_t t1 = vshlq_n_s32(vsubl_s16(in[0], in[4]), CONST_BITS);
@@ -642,7 +648,7 @@ static inline void idct_1d_neon_half(const int16x4_t in[8], int32x4_t o[8])
     o[4] = vsubq_s32(t13, o0);
 }
 
-static inline void idct_1d_neon(const int16x8_t in[8], int32x4_t lo[8], int32x4_t hi[8])
+static JPEG_ALWAYS_INLINE void idct_1d_neon(const int16x8_t in[8], int32x4_t lo[8], int32x4_t hi[8])
 {
     int16x4_t l[8], h[8];
     for (int k = 0; k < 8; k++) {
