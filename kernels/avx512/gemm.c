@@ -198,35 +198,67 @@ static inline int ld32(const void *p)
     return v;
 }
 
+/* 16 bytes at p, or zero when !ok (p is then never read). */
+static inline __m128i ld128(const unsigned char *p, int ok)
+{
+    return ok ? _mm_loadu_si128((const __m128i *)p) : _mm_setzero_si128();
+}
+
+/* z[i] 128-bit lane p = 16 bytes at rp[4p + i] + off (rows with a clear bit in mk read as 0);
+ * then a 4x4 dword transpose inside every 128-bit lane, so that z[g] lane r = dword g of those
+ * 16 bytes of row r. */
+static inline __attribute__((always_inline)) void load_tr16(const unsigned char *const rp[16], size_t off,
+                                                            unsigned mk, __m512i z[4])
+{
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        __m512i t = _mm512_castsi128_si512(ld128(rp[i] + off, mk >> i & 1));
+        t = _mm512_inserti32x4(t, ld128(rp[4 + i] + off, mk >> (4 + i) & 1), 1);
+        t = _mm512_inserti32x4(t, ld128(rp[8 + i] + off, mk >> (8 + i) & 1), 2);
+        z[i] = _mm512_inserti32x4(t, ld128(rp[12 + i] + off, mk >> (12 + i) & 1), 3);
+    }
+    __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+    __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+    z[0] = _mm512_unpacklo_epi64(t0, t2);
+    z[1] = _mm512_unpackhi_epi64(t0, t2);
+    z[2] = _mm512_unpacklo_epi64(t1, t3);
+    z[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
 /* Packs rows [0, nr) (1 <= nr <= 16; the other lanes zero and never read from memory) of blocks
- * [0, nbc) starting at w (row stride wrow bytes) into pk[0:nbc]. Gathers read only the code
- * and scale bytes of those blocks. */
+ * [0, nbc) starting at w (row stride wrow bytes) into pk[0:nbc]: 16-byte row loads transposed
+ * in registers; the scales by one gather. Reads only the bytes of those blocks. */
 static inline __attribute__((always_inline)) void pack_q(int q4, int nr, int nbc, const unsigned char *w,
                                                          size_t wrow, qpack *pk)
 {
     const __mmask16 mk = (__mmask16)((1u << nr) - 1);
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                            _mm512_set1_epi32((int)wrow));
-    const __m512i z = _mm512_setzero_si512();
     const size_t bsz = q4 ? sizeof(blk_q4) : sizeof(blk_q8);
+    const unsigned char *rp[16];
+    for (int r = 0; r < 16; r++)
+        rp[r] = w + (size_t)(r < nr ? r : 0) * wrow;
     for (int q = 0; q < nbc; q++) {
-        const unsigned char *b = w + (size_t)q * bsz;
+        size_t bo = (size_t)q * bsz;
         /* The scale: the dword at the block start, low half (the high half is code bytes). */
-        __m512i d = _mm512_mask_i32gather_epi32(z, mk, idx, b, 1);
+        __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mk, idx, w + bo, 1);
         pk[q].d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d));
+        __m512i z[4];
         if (q4) {
             const __m512i lo = _mm512_set1_epi8(0x0f);
+            load_tr16(rp, bo + 2, mk, z);
 #pragma GCC unroll 4
             for (int g = 0; g < 4; g++) {
-                __m512i v = _mm512_mask_i32gather_epi32(z, mk, idx, b + 2 + 4 * g, 1);
-                pk[q].w[g] = _mm512_and_si512(v, lo);                          /* elements 4g.. */
-                pk[q].w[g + 4] = _mm512_and_si512(_mm512_srli_epi32(v, 4), lo); /* 16 + 4g.. */
+                pk[q].w[g] = _mm512_and_si512(z[g], lo);                          /* elements 4g.. */
+                pk[q].w[g + 4] = _mm512_and_si512(_mm512_srli_epi32(z[g], 4), lo); /* 16 + 4g.. */
             }
         } else {
-#pragma GCC unroll 8
-            for (int g = 0; g < 8; g++) {
-                __m512i v = _mm512_mask_i32gather_epi32(z, mk, idx, b + 2 + 4 * g, 1);
-                pk[q].w[g] = _mm512_maskz_xor_epi32(mk, v, _mm512_set1_epi8((char)0x80));
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                load_tr16(rp, bo + 2 + 16 * (size_t)h, mk, z);
+#pragma GCC unroll 4
+                for (int g = 0; g < 4; g++)
+                    pk[q].w[4 * h + g] = _mm512_maskz_xor_epi32(mk, z[g], _mm512_set1_epi8((char)0x80));
             }
         }
     }
@@ -234,8 +266,8 @@ static inline __attribute__((always_inline)) void pack_q(int q4, int nr, int nbc
 
 /* Per token t of ap[0:QT] (pointers to block 0 of the chunk) and block q < nbc: the dot's start
  * ex = -(unit) * sum(codes), unit = 1 << shift, and the scale da as f32. */
-static inline void act_tables(int shift, int nbc, const blk_q8 *const ap[QT], int32_t ex[QT][QKC],
-                              float ad[QT][QKC])
+static inline void act_tables(int shift, int nbc, const blk_q8 *const ap[QT], int32_t ex[QT][8],
+                              float ad[QT][8])
 {
     const __m256i ones = _mm256_set1_epi8(1), z = _mm256_setzero_si256();
     for (int t = 0; t < QT; t++) {
@@ -243,8 +275,7 @@ static inline void act_tables(int shift, int nbc, const blk_q8 *const ap[QT], in
         for (int q = 0; q < 8; q++)
             p[q] = q < nbc ? _mm256_dpbusd_epi32(z, ones, _mm256_loadu_si256((const __m256i *)ap[t][q].qs)) : z;
         _mm256_storeu_si256((__m256i *)ex[t], _mm256_sub_epi32(z, _mm256_slli_epi32(tree8(p), shift)));
-        for (int q = 0; q < nbc; q++)
-            ad[t][q] = h2f(ap[t][q].d);
+        _mm256_storeu_ps(ad[t], scales8((const unsigned char *)&ap[t]->d, sizeof(blk_q8), nbc));
     }
 }
 
@@ -254,8 +285,8 @@ static inline void act_tables(int shift, int nbc, const blk_q8 *const ap[QT], in
  * not stored. The 8 code groups go in two halves so that 4 RT weight vectors, RT QT dots and
  * RT QT sums stay in registers; each broadcast activation group serves RT tiles. */
 static inline __attribute__((always_inline)) void qtile(int rt, int nbc, const qpack (*pk)[QKC],
-                                                        const blk_q8 *const ap[QT], const int32_t ex[QT][QKC],
-                                                        const float ad[QT][QKC], float *const cp[QT], size_t off,
+                                                        const blk_q8 *const ap[QT], const int32_t ex[QT][8],
+                                                        const float ad[QT][8], float *const cp[QT], size_t off,
                                                         int nt, const __mmask16 mk[2], int first, const float *bias)
 {
     __m512 acc[2][QT];
@@ -323,8 +354,8 @@ static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, 
     const size_t bsz = q4 ? sizeof(blk_q4) : sizeof(blk_q8);
     const size_t wrow = (size_t)nb * bsz;
     qpack pk[QG][QKC];
-    int32_t ex[QT][QKC];
-    float ad[QT][QKC];
+    int32_t ex[QT][8];
+    float ad[QT][8];
     for (int jg = n0; jg < n1; jg += 16 * QG) {
         int je = n1 - jg < 16 * QG ? n1 : jg + 16 * QG;
         int ng = (je - jg + 15) / 16;
@@ -354,10 +385,10 @@ static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, 
                     size_t r0 = (size_t)jg + 16 * (size_t)g;
                     const float *bg = last && bias ? bias + r0 : NULL;
                     if (g + 1 < ng)
-                        qtile(2, nbc, pk + g, ap, (const int32_t(*)[QKC])ex, (const float(*)[QKC])ad, cp, r0, nt,
+                        qtile(2, nbc, pk + g, ap, (const int32_t(*)[8])ex, (const float(*)[8])ad, cp, r0, nt,
                               mk, first, bg);
                     else
-                        qtile(1, nbc, pk + g, ap, (const int32_t(*)[QKC])ex, (const float(*)[QKC])ad, cp, r0, nt,
+                        qtile(1, nbc, pk + g, ap, (const int32_t(*)[8])ex, (const float(*)[8])ad, cp, r0, nt,
                               mk, first, bg);
                 }
             }
