@@ -1,9 +1,9 @@
-/* gemm_q.c (avx2): q8 activations x q8/q4 weights (m = 1: gemv_q.h), and quant_q8.
- * The integer dot product of one 32-element block is done with maddubs (u8 x s8 -> s16 pairs)
- * and madd (-> 8 int32 lanes), exact; each block then adds cvt(lanes) * (da * dw) to an 8-lane
- * f32 accumulator, reduced by hsum8 at the end. Register tiles of MR tokens x NR weight rows
- * reuse each loaded block; every output element runs the same instruction sequence whatever
- * tile or range it falls in, so thread splits never change a result. */
+/* gemm_q.c (avx2): q8 activations x q8/q4 weights, and quant_q8. m = 1 (decode): gemv_q.h.
+ * m > 1: output rows as the 8 lanes of a ymm: weight tiles of 8 rows packed per k-chunk in the
+ * "4 codes per lane" layout, activations broadcast 4 codes at a time, maddubs (u8 x s8 -> s16
+ * pairs) and madd (-> int32), exact; per block s = s + (float)dot * (dw * da) lane-wise in the
+ * reference's order, so results equal the reference bit for bit and never depend on the tile or
+ * range that reaches them. */
 #ifndef __AVX2__
 #error "kernels/avx2 files must be built with -mavx2 -mfma -mf16c"
 #endif
@@ -18,130 +18,225 @@
 #include "util.h"
 
 
-/* The 32 nibbles of a q4 block as unsigned bytes 0..15 in element order (low nibbles are
- * elements 0..15, high nibbles 16..31). Reads exactly the 16 code bytes. */
-static inline __m256i q4_codes(const blk_q4 *b)
+/* m > 1: the output rows are the lanes. A k-chunk of QKC blocks of a tile of 8 weight rows is
+ * packed (qpack) so that one ymm holds 4 consecutive codes of each of the 8 rows (lane r = row
+ * r); maddubs with a token's 4 activation codes broadcast gives the rows' pair sums, so a block
+ * costs 8 maddubs per token for 8 rows and no horizontal sum.
+ * q4: the unsigned nibbles (q + 8) times the signed activations; a pair sum is at most
+ * 2 * 15 * 128 = 3840, so the 8 groups of a block are added in int16 (<= 30720, no saturation)
+ * before one madd to int32, and the dot starts from -8 * sum(a codes): exact.
+ * q8: |w| times (a with w's sign), pair sums <= 2 * 128 * 127 = 32512 (quant_q8 codes are in
+ * [-127, 127]; w = -128 works as |w| = 128 unsigned), each group madd'ed to int32: exact.
+ * Then per block, lane-wise, s = s + (float)dot * (dw * da): the reference's operations in the
+ * reference's order (no FMA), so outputs equal the reference bit for bit whatever tile, range or
+ * split reaches them. Between k-chunks the running sums live in C. */
+enum { QT = 4,   /* tokens per register tile */
+       QKC = 8,  /* blocks per k-chunk (tree8 reduces activation sums 8 at a time) */
+       QG = 8 }; /* 8-row tiles per row group: QG x QKC packed blocks <= 35 KB of stack */
+
+typedef struct qpack {
+    __m256i w[8]; /* w[g] lane r = codes 4g..4g+3 of row r: q4 nibbles, q8 |w| (unsigned) */
+    __m256i s[8]; /* q8: the signed codes (their signs go onto the activations); q4: unused */
+    __m256 d;     /* lane r = scale of row r */
+} qpack;
+
+/* 4 bytes at p as an int (unaligned). */
+static inline int ld32(const void *p)
 {
-    __m128i x = _mm_loadu_si128((const __m128i *)b->qs);
-    __m256i v = _mm256_set_m128i(_mm_srli_epi16(x, 4), x);
-    return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
+    int v;
+    memcpy(&v, p, 4);
+    return v;
 }
 
-/* One output tile: rows i of a (mr <= 2 tokens) x weight rows j (nr <= 4), all nb blocks.
- * q4 != 0: w is blk_q4 and the unsigned codes (q + 8) are multiplied directly, the 8 * sum(a)
- * per lane (corr) subtracted afterwards, still exact in int32. q8: |w| x (a with w's sign);
- * w = -128 works (|w| = 128 as u8) since quant_q8 codes are within [-127, 127], so pair sums
- * stay below 32767 and maddubs never saturates. */
-static inline __attribute__((always_inline)) void tile_q(int mr, int nr, int q4, int nb, const blk_q8 *a, size_t lda,
-                          const void *w, const float *bias, float *c, size_t ldc)
+/* 4x4 dword transpose inside each 128-bit lane of z[0..3]. */
+static inline void tr4x4(__m256i z[4])
 {
-    const __m256i ones = _mm256_set1_epi16(1);
-    const __m256i eights = _mm256_set1_epi8(8);
-    __m256 acc[2][4];
-#pragma GCC unroll 2
-    for (int i = 0; i < mr; i++)
+    __m256i t0 = _mm256_unpacklo_epi32(z[0], z[1]), t1 = _mm256_unpackhi_epi32(z[0], z[1]);
+    __m256i t2 = _mm256_unpacklo_epi32(z[2], z[3]), t3 = _mm256_unpackhi_epi32(z[2], z[3]);
+    z[0] = _mm256_unpacklo_epi64(t0, t2);
+    z[1] = _mm256_unpackhi_epi64(t0, t2);
+    z[2] = _mm256_unpacklo_epi64(t1, t3);
+    z[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+/* 16 bytes at p, or zero when !ok (p is then never read). */
+static inline __m128i ld128(const unsigned char *p, int ok)
+{
+    return ok ? _mm_loadu_si128((const __m128i *)p) : _mm_setzero_si128();
+}
+
+/* z[g] lane r = dword g of the 16 bytes at rp[r] + off (rows r >= nr read as 0). */
+static inline __attribute__((always_inline)) void load_tr8(const unsigned char *const rp[8], size_t off, int nr,
+                                                           __m256i z[4])
+{
 #pragma GCC unroll 4
-        for (int j = 0; j < nr; j++)
-            acc[i][j] = _mm256_setzero_ps();
-    const blk_q8 *w8 = w;
-    const blk_q4 *w4 = w;
-    for (int b = 0; b < nb; b++) {
-        /* Zeroed so that the compiler sees them set for every mr (the unused ones vanish). */
-        __m256i av[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, corr[2] = {av[0], av[0]};
-        __m256 ad[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-#pragma GCC unroll 2
-        for (int i = 0; i < mr; i++) {
-            const blk_q8 *ab = a + (size_t)i * lda + b;
-            av[i] = _mm256_loadu_si256((const __m256i *)ab->qs);
-            ad[i] = _mm256_set1_ps(h2f(ab->d));
-            if (q4)
-                corr[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(eights, av[i]), ones);
-        }
+    for (int i = 0; i < 4; i++)
+        z[i] = _mm256_set_m128i(ld128(rp[4 + i] + off, 4 + i < nr), ld128(rp[i] + off, i < nr));
+    tr4x4(z);
+}
+
+/* Packs rows [0, nr) (1 <= nr <= 8; other lanes zero, never read) of blocks [0, nbc) starting at
+ * w (row stride wrow bytes) into pk[0:nbc]. Reads only the bytes of those blocks. */
+static inline __attribute__((always_inline)) void pack_q(int q4, int nr, int nbc, const unsigned char *w,
+                                                         size_t wrow, qpack *pk)
+{
+    const size_t bsz = q4 ? sizeof(blk_q4) : sizeof(blk_q8);
+    const unsigned char *rp[8];
+    for (int r = 0; r < 8; r++)
+        rp[r] = w + (size_t)(r < nr ? r : 0) * wrow;
+    for (int q = 0; q < nbc; q++) {
+        size_t bo = (size_t)q * bsz;
+        pk[q].d = scales8(w + bo, wrow, nr);
+        __m256i z[4];
+        if (q4) {
+            const __m256i lo = _mm256_set1_epi8(0x0f);
+            load_tr8(rp, bo + 2, nr, z);
 #pragma GCC unroll 4
-        for (int j = 0; j < nr; j++) {
-            __m256i wv, wabs = _mm256_setzero_si256();
-            __m256 wd;
-            if (q4) {
-                const blk_q4 *wb = w4 + (size_t)j * nb + b;
-                wv = q4_codes(wb);
-                wd = _mm256_set1_ps(h2f(wb->d));
-            } else {
-                const blk_q8 *wb = w8 + (size_t)j * nb + b;
-                wv = _mm256_loadu_si256((const __m256i *)wb->qs);
-                wd = _mm256_set1_ps(h2f(wb->d));
-                wabs = _mm256_sign_epi8(wv, wv);
+            for (int g = 0; g < 4; g++) {
+                pk[q].w[g] = _mm256_and_si256(z[g], lo);                          /* elements 4g.. */
+                pk[q].w[g + 4] = _mm256_and_si256(_mm256_srli_epi32(z[g], 4), lo); /* 16 + 4g.. */
             }
+        } else {
 #pragma GCC unroll 2
-            for (int i = 0; i < mr; i++) {
-                __m256i p;
-                if (q4)
-                    p = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wv, av[i]), ones), corr[i]);
-                else
-                    p = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(av[i], wv)), ones);
-                acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(ad[i], wd), acc[i][j]);
+            for (int h = 0; h < 2; h++) {
+                load_tr8(rp, bo + 2 + 16 * (size_t)h, nr, z);
+#pragma GCC unroll 4
+                for (int g = 0; g < 4; g++) {
+                    pk[q].s[4 * h + g] = z[g];
+                    pk[q].w[4 * h + g] = _mm256_abs_epi8(z[g]);
+                }
             }
         }
     }
-#pragma GCC unroll 2
-    for (int i = 0; i < mr; i++)
-#pragma GCC unroll 4
-        for (int j = 0; j < nr; j++) {
-            float s = hsum8(acc[i][j]);
-            c[(size_t)i * ldc + j] = bias ? s + bias[j] : s;
-        }
 }
 
-/* Tokens are taken two at a time (one for an odd last token) and weight rows four at a time
- * (then one), in chunks of NC rows so that a chunk of weights stays in L2 while every token
- * passes over it; m = 1 takes the matrix-vector path of gemv_q.h. */
-static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, int n1, int k, const blk_q8 *a, size_t lda,
-                          const void *w, const float *bias, float *c, size_t ldc)
+/* Per token t of ap[0:QT] (pointers to block 0 of the chunk) and block q < nbc: the dot's start
+ * ex (q4: -8 * sum(codes); q8: 0) and the scale da as f32. */
+static inline void act_tables(int q4, int nbc, const blk_q8 *const ap[QT], int32_t ex[QT][8], float ad[QT][8])
 {
-    enum { NC = 64 };
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1), z = _mm256_setzero_si256();
+    for (int t = 0; t < QT; t++) {
+        if (q4) {
+            __m256i p[8];
+            for (int q = 0; q < 8; q++)
+                p[q] = q < nbc ? _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, _mm256_loadu_si256((const __m256i *)ap[t][q].qs)), ones16)
+                               : z;
+            _mm256_storeu_si256((__m256i *)ex[t], _mm256_sub_epi32(z, _mm256_slli_epi32(tree8(p), 3)));
+        }
+        _mm256_storeu_ps(ad[t], scales8((const unsigned char *)&ap[t]->d, sizeof(blk_q8), nbc));
+    }
+}
+
+/* One register tile: the QT tokens ap[] x the 8 rows of pk over nbc blocks, running sums at
+ * cp[t] + off (lanes < nr; zero instead when first), stored back for t < nt (+ bias when
+ * bias != NULL: the last chunk). Tokens t >= nt repeat token nt - 1 and are not stored. */
+static inline __attribute__((always_inline)) void qtile(int q4, int nbc, const qpack *pk, const blk_q8 *const ap[QT],
+                                                        const int32_t ex[QT][8], const float ad[QT][8],
+                                                        float *const cp[QT], size_t off, int nt, int nr, int first,
+                                                        const float *bias)
+{
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    const __m256i mk = lane_mask(nr);
+    __m256 acc[QT];
+#pragma GCC unroll 4
+    for (int t = 0; t < QT; t++)
+        acc[t] = first ? _mm256_setzero_ps() : _mm256_maskload_ps(cp[t] + off, mk);
+    for (int q = 0; q < nbc; q++) {
+        __m256i dot[QT];
+        if (q4) {
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) {
+                __m256i wg = _mm256_load_si256(&pk[q].w[g]);
+#pragma GCC unroll 4
+                for (int t = 0; t < QT; t++) {
+                    __m256i p = _mm256_maddubs_epi16(wg, _mm256_set1_epi32(ld32(ap[t][q].qs + 4 * g)));
+                    dot[t] = g ? _mm256_add_epi16(dot[t], p) : p;
+                }
+            }
+#pragma GCC unroll 4
+            for (int t = 0; t < QT; t++)
+                dot[t] = _mm256_add_epi32(_mm256_madd_epi16(dot[t], ones16), _mm256_set1_epi32(ex[t][q]));
+        } else {
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) {
+                __m256i wg = _mm256_load_si256(&pk[q].w[g]), sg = _mm256_load_si256(&pk[q].s[g]);
+#pragma GCC unroll 4
+                for (int t = 0; t < QT; t++) {
+                    __m256i av = _mm256_sign_epi8(_mm256_set1_epi32(ld32(ap[t][q].qs + 4 * g)), sg);
+                    __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(wg, av), ones16);
+                    dot[t] = g ? _mm256_add_epi32(dot[t], p) : p;
+                }
+            }
+        }
+        __m256 dw = _mm256_load_ps((const float *)&pk[q].d);
+#pragma GCC unroll 4
+        for (int t = 0; t < QT; t++)
+            acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_cvtepi32_ps(dot[t]), _mm256_mul_ps(dw, _mm256_set1_ps(ad[t][q]))));
+    }
+    __m256 bv = bias ? _mm256_maskload_ps(bias, mk) : _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int t = 0; t < QT; t++)
+        if (t < nt)
+            _mm256_maskstore_ps(cp[t] + off, mk, bias ? _mm256_add_ps(acc[t], bv) : acc[t]);
+}
+
+/* gemm_q8/q4: m == 1 takes gemv_q.h (its own arithmetic, chosen by m, which all threads of one
+ * call share); m > 1 row groups of QG x 8 rows, per k-chunk packed once while every token tile
+ * passes over them. */
+static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, int n1, int k, const blk_q8 *a,
+                                                         size_t lda, const void *w, const float *bias, float *c,
+                                                         size_t ldc)
+{
     if (m == 1) {
-        /* Decode: a separate arithmetic (see gemv_q.h), chosen by m, which every thread of
-         * one call shares, so splits of [n0, n1) still agree bit for bit. */
         gemv_q(q4, n0, n1, k, a, w, bias, c);
         return;
     }
-    int nb = k / QK;
-    size_t wrow = (size_t)nb * (q4 ? sizeof(blk_q4) : sizeof(blk_q8));
-    const char *wc = w;
-    for (int jc = n0; jc < n1; jc += NC) {
-        int je = jc + NC < n1 ? jc + NC : n1;
-        for (int i = 0; i < m; i += 2) {
-            int mr = m - i >= 2 ? 2 : 1;
-            const blk_q8 *ai = a + (size_t)i * lda;
-            float *ci = c + (size_t)i * ldc;
-            int j = jc;
-            for (; j + 4 <= je; j += 4) {
-                const void *wj = wc + (size_t)j * wrow;
-                const float *bj = bias ? bias + j : NULL;
-                if (mr == 2)
-                    tile_q(2, 4, q4, nb, ai, lda, wj, bj, ci + j, ldc);
-                else
-                    tile_q(1, 4, q4, nb, ai, lda, wj, bj, ci + j, ldc);
+    const int nb = k / QK;
+    const size_t bsz = q4 ? sizeof(blk_q4) : sizeof(blk_q8);
+    const size_t wrow = (size_t)nb * bsz;
+    qpack pk[QG][QKC];
+    int32_t ex[QT][8];
+    float ad[QT][8];
+    for (int jg = n0; jg < n1; jg += 8 * QG) {
+        int je = n1 - jg < 8 * QG ? n1 : jg + 8 * QG;
+        int ng = (je - jg + 7) / 8;
+        for (int b0 = 0; b0 < nb; b0 += QKC) {
+            int nbc = nb - b0 < QKC ? nb - b0 : QKC;
+            int first = b0 == 0, last = b0 + nbc == nb;
+            for (int g = 0; g < ng; g++) {
+                int r0 = jg + 8 * g, nr = je - r0 < 8 ? je - r0 : 8;
+                pack_q(q4, nr, nbc, (const unsigned char *)w + (size_t)r0 * wrow + (size_t)b0 * bsz, wrow, pk[g]);
             }
-            for (; j < je; j++) {
-                const void *wj = wc + (size_t)j * wrow;
-                const float *bj = bias ? bias + j : NULL;
-                if (mr == 2)
-                    tile_q(2, 1, q4, nb, ai, lda, wj, bj, ci + j, ldc);
-                else
-                    tile_q(1, 1, q4, nb, ai, lda, wj, bj, ci + j, ldc);
+            for (int i = 0; i < m; i += QT) {
+                int nt = m - i < QT ? m - i : QT;
+                const blk_q8 *ap[QT];
+                float *cp[QT];
+                for (int t = 0; t < QT; t++) {
+                    int ti = i + (t < nt ? t : nt - 1);
+                    ap[t] = a + (size_t)ti * lda + b0;
+                    cp[t] = c + (size_t)ti * ldc;
+                }
+                act_tables(q4, nbc, ap, ex, ad);
+                for (int g = 0; g < ng; g++) {
+                    int r0 = jg + 8 * g, nr = je - r0 < 8 ? je - r0 : 8;
+                    qtile(q4, nbc, pk[g], ap, (const int32_t(*)[8])ex, (const float(*)[8])ad, cp, (size_t)r0, nt, nr,
+                          first, last && bias ? bias + r0 : NULL);
+                }
             }
         }
     }
 }
 
-/* Contract: kernels.h gemm_q8; k % 32 == 0, any m, any [n0, n1), no alignment needed. */
+/* Contract: kernels.h gemm_q8; k % 32 == 0, activation codes in [-127, 127] (quant_q8), any m,
+ * any [n0, n1), no alignment needed. m > 1: bit-identical to the reference. */
 void gemm_q8_avx2(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q8 *w,
                   const float *bias, float *c, size_t ldc)
 {
     gemm_q(0, m, n0, n1, k, a, lda, w, bias, c, ldc);
 }
 
-/* Contract: kernels.h gemm_q4; k % 32 == 0, any m, any [n0, n1), no alignment needed. */
+/* Contract: kernels.h gemm_q4; k % 32 == 0, any m, any [n0, n1), no alignment needed. m > 1:
+ * bit-identical to the reference. */
 void gemm_q4_avx2(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q4 *w,
                   const float *bias, float *c, size_t ldc)
 {
