@@ -1,7 +1,9 @@
 /* jpeg.c: the JPEG decoder (ITU T.81): baseline, extended 8-bit and progressive Huffman
  * coding, any legal sampling factors, restart intervals with libjpeg-style resynchronisation,
  * Adobe RGB/YCbCr/CMYK/YCCK. Output reproduces Pillow 9.4 on libjpeg-turbo 2.1.5 defaults:
- * accurate integer IDCT, fancy (triangle) chroma upsampling, fixed-point YCbCr->RGB.
+ * accurate integer IDCT, fancy (triangle) chroma upsampling, fixed-point YCbCr->RGB. The IDCT
+ * and the fused upsampling + colour conversion have SSE2 (x86-64) and NEON (aarch64) versions
+ * that reproduce the same integer results (docs/images-jpeg.md explains why they are exact).
  * Untrusted input: every size is checked before allocating, every read is bounds-checked and
  * every loop is bounded by the input size or by the checked image size. */
 #include <stdint.h>
