@@ -264,20 +264,22 @@ void quant_q8_avx2(int n, const float *x, blk_q8 *y)
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (int b = 0; b < n / QK; b++) {
         const float *xb = x + (size_t)b * QK;
-        __m256 v[4];
-        for (int q = 0; q < 4; q++)
-            v[q] = _mm256_loadu_ps(xb + 8 * q);
-        __m256 mx = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v[0], absmask), _mm256_and_ps(v[1], absmask)),
-                                  _mm256_max_ps(_mm256_and_ps(v[2], absmask), _mm256_and_ps(v[3], absmask)));
+        /* Four named vectors, not an array: GCC copied an array through the stack in 16-byte
+         * pieces and reloaded it in 32-byte ones, a store-forwarding stall every block. */
+        __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);
+        __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
+        __m256 mx = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
+                                  _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
         float amax = hmax8(mx);
         float d = amax / 127.0f;
         float id = d != 0 ? 1.0f / d : 0.0f;
         y[b].d = f32_to_f16(d);
         __m256 vid = _mm256_set1_ps(id);
-        __m256i q32[4];
-        for (int q = 0; q < 4; q++)
-            q32[q] = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v[q], vid)));
-        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q32[0], q32[1]), _mm256_packs_epi32(q32[2], q32[3]));
+        __m256i q0 = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v0, vid)));
+        __m256i q1 = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v1, vid)));
+        __m256i q2 = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v2, vid)));
+        __m256i q3 = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v3, vid)));
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
         _mm256_storeu_si256((__m256i *)y[b].qs, _mm256_permutevar8x32_epi32(p, perm));
     }
 }
