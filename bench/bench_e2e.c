@@ -26,6 +26,14 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
+/* Process CPU time (all threads): on a shared machine wall time also counts other work. */
+static double cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -38,10 +46,11 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-enum { M_LOAD, M_IMAGE, M_VIT, M_PROJ, M_PREFILL_TPS, M_GEN_TPS, M_TTFT, M_COUNT };
+enum { M_LOAD, M_IMAGE, M_VIT, M_PROJ, M_PREFILL_TPS, M_GEN_TPS, M_TTFT, M_VIT_CPU, M_PREFILL_CPU, M_GEN_CPU, M_COUNT };
 static const char *const metric_names[M_COUNT] = {"load_ms", "image_decode_preprocess_ms", "vision_tower_ms",
                                                   "projector_ms", "prefill_tokens_per_s", "generation_tokens_per_s",
-                                                  "time_to_first_token_ms"};
+                                                  "time_to_first_token_ms", "vision_tower_cpu_ms",
+                                                  "prefill_cpu_ms_per_token", "generation_cpu_ms_per_token"};
 
 typedef struct first_token {
     double t;
@@ -167,15 +176,17 @@ int main(int argc, char **argv)
             if (clip_preprocess(img.rgb, img.width, img.height, S, pad, m.cfg.image_mean, m.cfg.image_std, pix, NULL, &e))
                 return die("preprocess", &e);
             samples[M_IMAGE][r] = now_ms() - t1;
+            double c0 = cpu_ms();
             if (model_encode_image(&m, pix, tok, &e))
                 return die("vision", &e);
+            samples[M_VIT_CPU][r] = (cpu_ms() - c0) * m.vit_ms / (m.vit_ms + m.projector_ms);
             samples[M_VIT][r] = m.vit_ms;
             samples[M_PROJ][r] = m.projector_ms;
             free(pix);
             free(tok);
             image_free(&img);
         } else {
-            samples[M_IMAGE][r] = samples[M_VIT][r] = samples[M_PROJ][r] = 0;
+            samples[M_IMAGE][r] = samples[M_VIT][r] = samples[M_PROJ][r] = samples[M_VIT_CPU][r] = 0;
         }
         int n_max = n_prefill > ctx ? n_prefill : ctx;
         int *ids = malloc(sizeof(int) * (size_t)n_max);
@@ -186,15 +197,18 @@ int main(int argc, char **argv)
         model_embed(&m, ids, n_prefill, emb, &e);
         model_reset(&m);
         t1 = now_ms();
+        double c1 = cpu_ms();
         if (model_forward(&m, emb, n_prefill, logits, &e))
             return die("prefill", &e);
         samples[M_PREFILL_TPS][r] = n_prefill / ((now_ms() - t1) / 1e3);
+        samples[M_PREFILL_CPU][r] = (cpu_ms() - c1) / n_prefill;
         /* Generation at a ctx-token context: fill the cache, then time n_gen single steps. */
         model_reset(&m);
         model_embed(&m, ids, ctx, emb, &e);
         if (model_forward(&m, emb, ctx, logits, &e))
             return die("context", &e);
         t1 = now_ms();
+        c1 = cpu_ms();
         for (int g = 0; g < n_gen; g++) {
             int id = ids[g];
             model_embed(&m, &id, 1, emb, &e);
@@ -202,6 +216,7 @@ int main(int argc, char **argv)
                 return die("decode", &e);
         }
         samples[M_GEN_TPS][r] = n_gen / ((now_ms() - t1) / 1e3);
+        samples[M_GEN_CPU][r] = (cpu_ms() - c1) / n_gen;
         samples[M_TTFT][r] = ttft;
         free(ids);
         free(emb);
@@ -232,6 +247,8 @@ int main(int argc, char **argv)
         printf("  prefill (%d tokens)        %9.1f tokens/s\n", n_prefill, med[M_PREFILL_TPS]);
         printf("  generation (context %d)    %9.2f tokens/s\n", ctx, med[M_GEN_TPS]);
         printf("  time to first token         %9.1f ms   (first run from process start)\n", med[M_TTFT]);
+        printf("  CPU time (all threads): vision %.1f ms, prefill %.2f ms/token, generation %.2f ms/token\n",
+               med[M_VIT_CPU], med[M_PREFILL_CPU], med[M_GEN_CPU]);
         printf("  peak RSS                    %9.1f MB\n", ru.ru_maxrss / 1024.0);
     }
     return 0;
