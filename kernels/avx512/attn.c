@@ -118,7 +118,24 @@ static void attention_tile(int nt, int t0, int d, int n_keys, int causal, float 
             sc[j] = p;
             sum = _mm512_add_ps(sum, p);
         }
+        /* 16 dimensions per pass: one 64-byte line of each value row, 16 independent chains. */
         int c0 = 0;
+        for (; c0 + 16 <= d; c0 += 16) {
+            __m512 a[16];
+#pragma GCC unroll 16
+            for (int u = 0; u < 16; u++)
+                a[u] = acc[c0 + u];
+            for (int j = 0; j < nb; j++) {
+                const float *vj = v + (size_t)(j0 + j) * ldkv + c0;
+                __m512 p = sc[j];
+#pragma GCC unroll 16
+                for (int u = 0; u < 16; u++)
+                    a[u] = _mm512_fmadd_ps(p, _mm512_set1_ps(vj[u]), a[u]);
+            }
+#pragma GCC unroll 16
+            for (int u = 0; u < 16; u++)
+                acc[c0 + u] = a[u];
+        }
         for (; c0 + 8 <= d; c0 += 8) {
             __m512 a[8];
 #pragma GCC unroll 8
