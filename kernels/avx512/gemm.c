@@ -271,10 +271,21 @@ static inline void act_tables(int shift, int nbc, const blk_q8 *const ap[QT], in
 {
     const __m256i ones = _mm256_set1_epi8(1), z = _mm256_setzero_si256();
     for (int t = 0; t < QT; t++) {
-        __m256i p[8];
-        for (int q = 0; q < 8; q++)
-            p[q] = q < nbc ? _mm256_dpbusd_epi32(z, ones, _mm256_loadu_si256((const __m256i *)ap[t][q].qs)) : z;
-        _mm256_storeu_si256((__m256i *)ex[t], _mm256_sub_epi32(z, _mm256_slli_epi32(tree8(p), shift)));
+        __m256i r;
+        if (nbc == 8) {
+            /* The tree built as the sums come (no array through the stack). */
+#define SUMA(q) _mm256_dpbusd_epi32(z, ones, _mm256_loadu_si256((const __m256i *)ap[t][q].qs))
+            __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(SUMA(0), SUMA(1)), _mm256_hadd_epi32(SUMA(2), SUMA(3)));
+            __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(SUMA(4), SUMA(5)), _mm256_hadd_epi32(SUMA(6), SUMA(7)));
+#undef SUMA
+            r = _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
+        } else {
+            __m256i p[8];
+            for (int q = 0; q < 8; q++)
+                p[q] = q < nbc ? _mm256_dpbusd_epi32(z, ones, _mm256_loadu_si256((const __m256i *)ap[t][q].qs)) : z;
+            r = tree8(p);
+        }
+        _mm256_storeu_si256((__m256i *)ex[t], _mm256_sub_epi32(z, _mm256_slli_epi32(r, shift)));
         _mm256_storeu_ps(ad[t], scales8((const unsigned char *)&ap[t]->d, sizeof(blk_q8), nbc));
     }
 }
