@@ -63,100 +63,131 @@ static inline float dot_d(const float *q, const float *k, int d)
  * the one-query path below (dot in element order, then * scale; per block rescale, exp, sums
  * in key order), and a lane never depends on the others: a masked (causal) key gives p = 0,
  * r = 1 exactly. */
-enum { QL = 8 };
+enum { QL = 16 }; /* two vectors of 8 query lanes: each broadcast key or value element serves two FMAs */
 
 /* One tile: queries t0 .. t0 + nt - 1 (nt <= QL) of one head; q, k, v, out already offset to
- * the head (q, out: query t0). */
+ * the head (q, out: query t0). Lanes of half h are queries 8h .. 8h + 7. */
 static void attention_tile(int nt, int t0, int d, int n_keys, int causal, float scale, const float *q,
                            size_t ldq, const float *k, const float *v, size_t ldkv, float *out, size_t ldo)
 {
-    __m256 qt[256], acc[256], sc[KB]; /* 18 KB: head_dim <= 256 */
-    __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256i qidx = _mm256_mullo_epi32(_mm256_min_epi32(lanes, _mm256_set1_epi32(nt - 1)), _mm256_set1_epi32((int)ldq));
-    for (int c = 0; c < d; c++) {
+    __m256 qt[256][2], acc[256][2], sc[KB][2]; /* 36 KB: head_dim <= 256 */
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i lane[2] = {lanes, _mm256_add_epi32(lanes, _mm256_set1_epi32(8))};
+    __m256i qidx[2], lim[2];
+    for (int h = 0; h < 2; h++) {
         /* Missing lanes repeat the last query: finite scores, never stored. */
-        qt[c] = _mm256_i32gather_ps(q + c, qidx, 4);
-        acc[c] = _mm256_setzero_ps();
+        qidx[h] = _mm256_mullo_epi32(_mm256_min_epi32(lane[h], _mm256_set1_epi32(nt - 1)), _mm256_set1_epi32((int)ldq));
+        /* Lane l sees keys j <= lim[l] (causal), else all of [0, nk). */
+        lim[h] = _mm256_add_epi32(_mm256_set1_epi32(causal + t0), lane[h]);
     }
+    for (int c = 0; c < d; c++)
+        for (int h = 0; h < 2; h++) {
+            qt[c][h] = _mm256_i32gather_ps(q + c, qidx[h], 4);
+            acc[c][h] = _mm256_setzero_ps();
+        }
     int nk = n_keys;
     if (causal >= 0 && causal + t0 + nt < nk)
         nk = causal + t0 + nt;
-    /* Lane l sees keys j <= lim[l] (causal), else all of [0, nk). */
-    __m256i lim = _mm256_add_epi32(_mm256_set1_epi32(causal + t0), lanes);
     const __m256 ninf = _mm256_set1_ps(-INFINITY);
-    __m256 mx = ninf, sum = _mm256_setzero_ps();
+    __m256 mx[2] = {ninf, ninf}, sum[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int j0 = 0; j0 < nk; j0 += KB) {
         int nb = nk - j0 < KB ? nk - j0 : KB;
-        __m256 bmax = ninf;
-        for (int jj = 0; jj < nb; jj += 8) {
-            int ng = nb - jj < 8 ? nb - jj : 8;
-            const float *kr[8];
-            for (int u = 0; u < 8; u++)
+        __m256 bmax[2] = {ninf, ninf};
+        for (int jj = 0; jj < nb; jj += 4) {
+            int ng = nb - jj < 4 ? nb - jj : 4;
+            const float *kr[4];
+            for (int u = 0; u < 4; u++)
                 kr[u] = k + (size_t)(j0 + jj + (u < ng ? u : ng - 1)) * ldkv;
-            __m256 s[8];
-#pragma GCC unroll 8
-            for (int u = 0; u < 8; u++)
-                s[u] = _mm256_setzero_ps();
+            __m256 s0[4], s1[4];
+#pragma GCC unroll 4
+            for (int u = 0; u < 4; u++)
+                s0[u] = s1[u] = _mm256_setzero_ps();
             for (int c = 0; c < d; c++) {
-                __m256 qc = qt[c];
-#pragma GCC unroll 8
-                for (int u = 0; u < 8; u++)
-                    s[u] = _mm256_fmadd_ps(qc, _mm256_broadcast_ss(kr[u] + c), s[u]);
+                __m256 qa = qt[c][0], qb = qt[c][1];
+#pragma GCC unroll 4
+                for (int u = 0; u < 4; u++) {
+                    __m256 kb = _mm256_broadcast_ss(kr[u] + c);
+                    s0[u] = _mm256_fmadd_ps(qa, kb, s0[u]);
+                    s1[u] = _mm256_fmadd_ps(qb, kb, s1[u]);
+                }
             }
-            /* All 8 stored (sc has room: jj + 8 <= KB), so s stays in registers above. */
-#pragma GCC unroll 8
-            for (int u = 0; u < 8; u++)
-                sc[jj + u] = s[u];
-            for (int u = 0; u < ng; u++) {
-                __m256 x = _mm256_mul_ps(sc[jj + u], _mm256_set1_ps(scale));
-                if (causal >= 0)
-                    x = _mm256_blendv_ps(x, ninf, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(j0 + jj + u), lim)));
-                sc[jj + u] = x;
-                bmax = _mm256_max_ps(bmax, x);
+            /* All 4 stored (jj + 4 <= KB), so the sums stay in registers above. */
+#pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) {
+                sc[jj + u][0] = s0[u];
+                sc[jj + u][1] = s1[u];
             }
+            for (int u = 0; u < ng; u++)
+                for (int h = 0; h < 2; h++) {
+                    __m256 x = _mm256_mul_ps(sc[jj + u][h], _mm256_set1_ps(scale));
+                    if (causal >= 0)
+                        x = _mm256_blendv_ps(
+                            x, ninf, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(j0 + jj + u), lim[h])));
+                    sc[jj + u][h] = x;
+                    bmax[h] = _mm256_max_ps(bmax[h], x);
+                }
         }
-        __m256 up = _mm256_cmp_ps(bmax, mx, _CMP_GT_OQ);
-        if (_mm256_movemask_ps(up)) {
+        __m256 up[2] = {_mm256_cmp_ps(bmax[0], mx[0], _CMP_GT_OQ), _mm256_cmp_ps(bmax[1], mx[1], _CMP_GT_OQ)};
+        if (_mm256_movemask_ps(_mm256_or_ps(up[0], up[1]))) {
             /* Lanes whose maximum rose: r = exp(old - new) (0 on the first block); others 1. */
-            __m256 nmx = _mm256_max_ps(mx, bmax);
-            __m256 r = _mm256_blendv_ps(_mm256_set1_ps(1.0f), exp8(_mm256_sub_ps(mx, nmx)), up);
-            sum = _mm256_mul_ps(sum, r);
-            for (int c = 0; c < d; c++)
-                acc[c] = _mm256_mul_ps(acc[c], r);
-            mx = nmx;
+            __m256 r[2];
+            for (int h = 0; h < 2; h++) {
+                __m256 nmx = _mm256_max_ps(mx[h], bmax[h]);
+                r[h] = _mm256_blendv_ps(_mm256_set1_ps(1.0f), exp8(_mm256_sub_ps(mx[h], nmx)), up[h]);
+                sum[h] = _mm256_mul_ps(sum[h], r[h]);
+                mx[h] = nmx;
+            }
+            for (int c = 0; c < d; c++) {
+                acc[c][0] = _mm256_mul_ps(acc[c][0], r[0]);
+                acc[c][1] = _mm256_mul_ps(acc[c][1], r[1]);
+            }
         }
-        for (int j = 0; j < nb; j++) {
-            __m256 p = exp8(_mm256_sub_ps(sc[j], mx));
-            sc[j] = p;
-            sum = _mm256_add_ps(sum, p);
-        }
+        for (int j = 0; j < nb; j++)
+            for (int h = 0; h < 2; h++) {
+                __m256 p = exp8(_mm256_sub_ps(sc[j][h], mx[h]));
+                sc[j][h] = p;
+                sum[h] = _mm256_add_ps(sum[h], p);
+            }
         int c0 = 0;
-        for (; c0 + 8 <= d; c0 += 8) {
-            __m256 a[8];
-#pragma GCC unroll 8
-            for (int u = 0; u < 8; u++)
-                a[u] = acc[c0 + u];
+        for (; c0 + 4 <= d; c0 += 4) {
+            __m256 a0[4], a1[4];
+#pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) {
+                a0[u] = acc[c0 + u][0];
+                a1[u] = acc[c0 + u][1];
+            }
             for (int j = 0; j < nb; j++) {
                 const float *vj = v + (size_t)(j0 + j) * ldkv + c0;
-                __m256 p = sc[j];
-#pragma GCC unroll 8
-                for (int u = 0; u < 8; u++)
-                    a[u] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(vj + u), a[u]);
+                __m256 pa = sc[j][0], pb = sc[j][1];
+#pragma GCC unroll 4
+                for (int u = 0; u < 4; u++) {
+                    __m256 vb = _mm256_broadcast_ss(vj + u);
+                    a0[u] = _mm256_fmadd_ps(pa, vb, a0[u]);
+                    a1[u] = _mm256_fmadd_ps(pb, vb, a1[u]);
+                }
             }
-#pragma GCC unroll 8
-            for (int u = 0; u < 8; u++)
-                acc[c0 + u] = a[u];
+#pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) {
+                acc[c0 + u][0] = a0[u];
+                acc[c0 + u][1] = a1[u];
+            }
         }
         for (; c0 < d; c0++)
-            for (int j = 0; j < nb; j++)
-                acc[c0] = _mm256_fmadd_ps(sc[j], _mm256_broadcast_ss(v + (size_t)(j0 + j) * ldkv + c0), acc[c0]);
+            for (int j = 0; j < nb; j++) {
+                __m256 vb = _mm256_broadcast_ss(v + (size_t)(j0 + j) * ldkv + c0);
+                acc[c0][0] = _mm256_fmadd_ps(sc[j][0], vb, acc[c0][0]);
+                acc[c0][1] = _mm256_fmadd_ps(sc[j][1], vb, acc[c0][1]);
+            }
     }
-    /* sum > 0 in every valid lane (key 0 is always visible) unless there are no keys. */
-    __m256 pos = _mm256_cmp_ps(sum, _mm256_setzero_ps(), _CMP_GT_OQ);
-    __m256 inv = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), sum), pos);
+    /* sum > 0 in every lane (key 0 is always visible) unless there are no keys. */
+    __m256 inv[2];
+    for (int h = 0; h < 2; h++)
+        inv[h] = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), sum[h]),
+                               _mm256_cmp_ps(sum[h], _mm256_setzero_ps(), _CMP_GT_OQ));
     for (int c = 0; c < d; c++) {
-        float o[8];
-        _mm256_storeu_ps(o, _mm256_mul_ps(acc[c], inv));
+        float o[QL];
+        _mm256_storeu_ps(o, _mm256_mul_ps(acc[c][0], inv[0]));
+        _mm256_storeu_ps(o + 8, _mm256_mul_ps(acc[c][1], inv[1]));
         for (int l = 0; l < nt; l++)
             out[(size_t)l * ldo + c] = o[l];
     }
