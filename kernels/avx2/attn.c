@@ -1,8 +1,10 @@
 /* attn.c (avx2): rotary embedding and attention.
  * Attention keeps the reference's one-pass (online) softmax but takes keys in blocks of KB:
- * the block's scores (8-lane dot products), one rescale of the accumulator when the block
- * raises the maximum, vector exp of the block, then the weighted sum of the block's values.
- * Each (head, query) is computed alone, so the head range [h0, h1) never changes a result. */
+ * the block's scores, one rescale of the accumulator when the block raises the maximum, vector
+ * exp of the block, then the weighted sum of the block's values. One query (decode): 8-lane dot
+ * products per key. Several queries: tiles of 16 queries as the lanes of two vectors (below).
+ * Each (head, query) is computed by its own lane or loop, so the head range [h0, h1) and the
+ * tiling never change a result. */
 #ifndef __AVX2__
 #error "kernels/avx2 files must be built with -mavx2 -mfma -mf16c"
 #endif
