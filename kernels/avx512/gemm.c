@@ -1,8 +1,9 @@
 /* gemm.c (avx512): the AVX-512 F/BW/VL + VNNI matrix products. f32/f16: 6x4 tiles of 16-lane
- * FMA accumulators over k-chunks of KC (chunk sums added in C, bias last). q8/q4: vpdpbusd on two
- * blocks per zmm, the weight made the unsigned operand (q8: w ^ 0x80 = w + 128; q4: the stored
- * q + 8) and the excess 128 or 8 * sum(a) subtracted exactly in int32; m = 1 goes through
- * gemv_q.h. Every element runs the same sequence in every tile: ranges never change results. */
+ * FMA accumulators over k-chunks of KC (chunk sums added in C, bias last). q8/q4 with m > 1:
+ * the output rows are the 16 lanes of vpdpbusd (weights packed per k-chunk, the weight the
+ * unsigned operand: q8 w ^ 0x80 = w + 128, q4 the stored q + 8, the excess 128 or 8 * sum(a)
+ * taken off exactly in int32), bit-identical to the reference; m = 1 goes through gemv_q.h.
+ * Every element runs the same sequence in every tile: ranges never change results. */
 #ifndef __AVX512VNNI__
 #error "kernels/avx512 files must be built with -mavx512f -mavx512bw -mavx512vl -mavx512vnni"
 #endif
