@@ -130,7 +130,7 @@ static inline void act_tables(int q4, int nbc, const blk_q8 *const ap[QT], int32
 /* One register tile: the QT tokens ap[] x the 8 rows of pk over nbc blocks, running sums at
  * cp[t] + off (lanes < nr; zero instead when first), stored back for t < nt (+ bias when
  * bias != NULL: the last chunk). Tokens t >= nt repeat token nt - 1 and are not stored. */
-static inline __attribute__((always_inline)) void qtile(int q4, int nbc, const qpack *pk, const blk_q8 *const ap[QT],
+static inline __attribute__((always_inline)) void qtile(int qt, int q4, int nbc, const qpack *pk, const blk_q8 *const ap[QT],
                                                         const int32_t ex[QT][8], const float ad[QT][8],
                                                         float *const cp[QT], size_t off, int nt, int nr, int first,
                                                         const float *bias)
@@ -139,7 +139,7 @@ static inline __attribute__((always_inline)) void qtile(int q4, int nbc, const q
     const __m256i mk = lane_mask(nr);
     __m256 acc[QT];
 #pragma GCC unroll 4
-    for (int t = 0; t < QT; t++)
+    for (int t = 0; t < qt; t++)
         acc[t] = first ? _mm256_setzero_ps() : _mm256_maskload_ps(cp[t] + off, mk);
     for (int q = 0; q < nbc; q++) {
         __m256i dot[QT];
@@ -148,20 +148,20 @@ static inline __attribute__((always_inline)) void qtile(int q4, int nbc, const q
             for (int g = 0; g < 8; g++) {
                 __m256i wg = _mm256_load_si256(&pk[q].w[g]);
 #pragma GCC unroll 4
-                for (int t = 0; t < QT; t++) {
+                for (int t = 0; t < qt; t++) {
                     __m256i p = _mm256_maddubs_epi16(wg, _mm256_set1_epi32(ld32(ap[t][q].qs + 4 * g)));
                     dot[t] = g ? _mm256_add_epi16(dot[t], p) : p;
                 }
             }
 #pragma GCC unroll 4
-            for (int t = 0; t < QT; t++)
+            for (int t = 0; t < qt; t++)
                 dot[t] = _mm256_add_epi32(_mm256_madd_epi16(dot[t], ones16), _mm256_set1_epi32(ex[t][q]));
         } else {
 #pragma GCC unroll 8
             for (int g = 0; g < 8; g++) {
                 __m256i wg = _mm256_load_si256(&pk[q].w[g]), sg = _mm256_load_si256(&pk[q].s[g]);
 #pragma GCC unroll 4
-                for (int t = 0; t < QT; t++) {
+                for (int t = 0; t < qt; t++) {
                     __m256i av = _mm256_sign_epi8(_mm256_set1_epi32(ld32(ap[t][q].qs + 4 * g)), sg);
                     __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(wg, av), ones16);
                     dot[t] = g ? _mm256_add_epi32(dot[t], p) : p;
@@ -170,15 +170,27 @@ static inline __attribute__((always_inline)) void qtile(int q4, int nbc, const q
         }
         __m256 dw = _mm256_load_ps((const float *)&pk[q].d);
 #pragma GCC unroll 4
-        for (int t = 0; t < QT; t++)
+        for (int t = 0; t < qt; t++)
             acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(_mm256_cvtepi32_ps(dot[t]), _mm256_mul_ps(dw, _mm256_set1_ps(ad[t][q]))));
     }
     __m256 bv = bias ? _mm256_maskload_ps(bias, mk) : _mm256_setzero_ps();
 #pragma GCC unroll 4
-    for (int t = 0; t < QT; t++)
+    for (int t = 0; t < qt; t++)
         if (t < nt)
             _mm256_maskstore_ps(cp[t] + off, mk, bias ? _mm256_add_ps(acc[t], bv) : acc[t]);
 }
+
+/* The token tile: 1 or 2 tokens alone (small m: no work on repeated tokens), else QT (a
+ * partial tile repeats its last token). */
+#define QTILE(...)                   \
+    do {                             \
+        if (nt == 1)                 \
+            qtile(1, __VA_ARGS__);   \
+        else if (nt == 2)            \
+            qtile(2, __VA_ARGS__);   \
+        else                         \
+            qtile(QT, __VA_ARGS__);  \
+    } while (0)
 
 /* gemm_q8/q4: m == 1 takes gemv_q.h (its own arithmetic, chosen by m, which all threads of one
  * call share); m > 1 row groups of QG x 8 rows, per k-chunk packed once while every token tile
@@ -219,7 +231,7 @@ static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, 
                 act_tables(q4, nbc, ap, ex, ad);
                 for (int g = 0; g < ng; g++) {
                     int r0 = jg + 8 * g, nr = je - r0 < 8 ? je - r0 : 8;
-                    qtile(q4, nbc, pk[g], ap, (const int32_t(*)[8])ex, (const float(*)[8])ad, cp, (size_t)r0, nt, nr,
+                    QTILE(q4, nbc, pk[g], ap, (const int32_t(*)[8])ex, (const float(*)[8])ad, cp, (size_t)r0, nt, nr,
                           first, last && bias ? bias + r0 : NULL);
                 }
             }

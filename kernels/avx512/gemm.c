@@ -296,7 +296,7 @@ static inline void act_tables(int shift, int nbc, const blk_q8 *const ap[QT], in
  * t < nt (+ bias when bias != NULL: the last chunk). Tokens t >= nt repeat token nt - 1 and are
  * not stored. The 8 code groups go in two halves so that 4 RT weight vectors, RT QT dots and
  * RT QT sums stay in registers; each broadcast activation group serves RT tiles. */
-static inline __attribute__((always_inline)) void qtile(int rt, int nbc, const qpack (*pk)[QKC],
+static inline __attribute__((always_inline)) void qtile(int qt, int rt, int nbc, const qpack (*pk)[QKC],
                                                         const blk_q8 *const ap[QT], const int32_t ex[QT][8],
                                                         const float ad[QT][8], float *const cp[QT], size_t off,
                                                         int nt, const __mmask16 mk[2], int first, const float *bias)
@@ -305,14 +305,14 @@ static inline __attribute__((always_inline)) void qtile(int rt, int nbc, const q
 #pragma GCC unroll 2
     for (int r = 0; r < rt; r++)
 #pragma GCC unroll 8
-        for (int t = 0; t < QT; t++)
+        for (int t = 0; t < qt; t++)
             acc[r][t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mk[r], cp[t] + off + 16 * r);
     for (int q = 0; q < nbc; q++) {
         __m512i dot[2][QT];
 #pragma GCC unroll 2
         for (int r = 0; r < rt; r++)
 #pragma GCC unroll 8
-            for (int t = 0; t < QT; t++)
+            for (int t = 0; t < qt; t++)
                 dot[r][t] = _mm512_set1_epi32(ex[t][q]);
 #pragma GCC unroll 2
         for (int h = 0; h < 8; h += 4) {
@@ -325,7 +325,7 @@ static inline __attribute__((always_inline)) void qtile(int rt, int nbc, const q
 #pragma GCC unroll 4
             for (int g = 0; g < 4; g++)
 #pragma GCC unroll 8
-                for (int t = 0; t < QT; t++) {
+                for (int t = 0; t < qt; t++) {
                     __m512i av = _mm512_set1_epi32(ld32(ap[t][q].qs + 4 * (h + g)));
 #pragma GCC unroll 2
                     for (int r = 0; r < rt; r++)
@@ -336,7 +336,7 @@ static inline __attribute__((always_inline)) void qtile(int rt, int nbc, const q
         for (int r = 0; r < rt; r++) {
             __m512 dw = _mm512_load_ps(&pk[r][q].d);
 #pragma GCC unroll 8
-            for (int t = 0; t < QT; t++)
+            for (int t = 0; t < qt; t++)
                 acc[r][t] = _mm512_add_ps(acc[r][t], _mm512_mul_ps(_mm512_cvtepi32_ps(dot[r][t]),
                                                                    _mm512_mul_ps(dw, _mm512_set1_ps(ad[t][q]))));
         }
@@ -345,11 +345,23 @@ static inline __attribute__((always_inline)) void qtile(int rt, int nbc, const q
     for (int r = 0; r < rt; r++) {
         __m512 bv = bias ? _mm512_maskz_loadu_ps(mk[r], bias + 16 * r) : _mm512_setzero_ps();
 #pragma GCC unroll 8
-        for (int t = 0; t < QT; t++)
+        for (int t = 0; t < qt; t++)
             if (t < nt)
                 _mm512_mask_storeu_ps(cp[t] + off + 16 * r, mk[r], bias ? _mm512_add_ps(acc[r][t], bv) : acc[r][t]);
     }
 }
+
+/* The token tile: 1 or 2 tokens alone (small m: no work on repeated tokens), else QT (a
+ * partial tile repeats its last token). */
+#define QTILE(...)                   \
+    do {                             \
+        if (nt == 1)                 \
+            qtile(1, __VA_ARGS__);   \
+        else if (nt == 2)            \
+            qtile(2, __VA_ARGS__);   \
+        else                         \
+            qtile(QT, __VA_ARGS__);  \
+    } while (0)
 
 /* gemm_q8/q4 for m > 1: row groups of QG x 16 rows; per k-chunk the group is packed once and
  * every token tile passes over it. m = 1 takes gemv_q.h (its own arithmetic, chosen by m,
@@ -397,10 +409,10 @@ static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, 
                     size_t r0 = (size_t)jg + 16 * (size_t)g;
                     const float *bg = last && bias ? bias + r0 : NULL;
                     if (g + 1 < ng)
-                        qtile(2, nbc, pk + g, ap, (const int32_t(*)[8])ex, (const float(*)[8])ad, cp, r0, nt,
+                        QTILE(2, nbc, pk + g, ap, (const int32_t(*)[8])ex, (const float(*)[8])ad, cp, r0, nt,
                               mk, first, bg);
                     else
-                        qtile(1, nbc, pk + g, ap, (const int32_t(*)[8])ex, (const float(*)[8])ad, cp, r0, nt,
+                        QTILE(1, nbc, pk + g, ap, (const int32_t(*)[8])ex, (const float(*)[8])ad, cp, r0, nt,
                               mk, first, bg);
                 }
             }
