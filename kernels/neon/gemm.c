@@ -161,17 +161,7 @@ fg_gemm(int f16, int m, int n0, int n1, int k, const float *a, size_t lda, const
                 fg_tile(2, f16, k, ai, lda, rows, acc);
             else
                 fg_tile(1, f16, k, ai, lda, rows, acc);
-            for (int t = 0; t < mr; t++) {
-                float *ct = c + (size_t)(i + t) * ldc + n;
-                if (nr == 4) {
-                    vst1q_f32(ct, bias ? vaddq_f32(acc[t], vld1q_f32(bias + n)) : acc[t]);
-                } else {
-                    float o[4];
-                    vst1q_f32(o, acc[t]);
-                    for (int r = 0; r < nr; r++)
-                        ct[r] = bias ? o[r] + bias[n + r] : o[r];
-                }
-            }
+            neon_store_tile(mr, nr, acc, bias ? bias + n : NULL, c + (size_t)i * ldc + n, ldc);
         }
     }
 }

@@ -80,4 +80,22 @@ static inline float32x4_t neon_exp_f32(float32x4_t x)
     return vmulq_f32(p, vreinterpretq_f32_s32(e));
 }
 
+/* Stores an mr x nr tile (token t in acc[t], lane r = output column r), adding bias[r] when
+ * bias is not NULL; only the nr real columns are written. */
+static inline void neon_store_tile(int mr, int nr, const float32x4_t acc[4], const float *bias, float *c,
+                                   size_t ldc)
+{
+    for (int t = 0; t < mr; t++) {
+        float *ct = c + (size_t)t * ldc;
+        if (nr == 4) {
+            vst1q_f32(ct, bias ? vaddq_f32(acc[t], vld1q_f32(bias)) : acc[t]);
+        } else {
+            float o[4];
+            vst1q_f32(o, acc[t]);
+            for (int r = 0; r < nr; r++)
+                ct[r] = bias ? o[r] + bias[r] : o[r];
+        }
+    }
+}
+
 #endif
