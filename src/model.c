@@ -33,9 +33,12 @@ typedef struct op_job {
     void (*elem)(size_t, size_t, float *);
 } op_job;
 
+/* Items per task: about 4 tasks per thread (dynamic claiming evens out uneven progress), a
+ * multiple of align; n divides evenly when it can, so the last task is not a sliver. */
 static size_t grain_for(const model *m, size_t n, size_t align)
 {
-    size_t per = n / ((size_t)pool_threads(m->pool) * 4) + 1;
+    size_t tasks = (size_t)pool_threads(m->pool) * 4;
+    size_t per = (n + tasks - 1) / tasks;
     per = (per + align - 1) / align * align;
     return per ? per : align;
 }
