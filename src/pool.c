@@ -92,10 +92,26 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* CPUs this process may run on (its affinity mask), at least 1. */
+static int usable_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
 pool *pool_create(int n_threads)
 {
     if (n_threads < 1)
         n_threads = 1;
+    /* More threads than usable CPUs can only take turns, and a spinning waiter then steals the
+     * CPU from the thread it waits for: decoding got 1.8x slower with 8 threads on 2 CPUs. The
+     * extra threads are not started; results do not depend on the thread count anyway. */
+    int cpus = usable_cpus();
+    if (n_threads > cpus)
+        n_threads = cpus;
     pool *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;

@@ -18,7 +18,8 @@ typedef void (*pool_fn)(void *ctx, size_t i0, size_t i1);
  * frequencies cannot be read. */
 int pool_default_threads(void);
 
-/* n_threads >= 1 (including the caller). Returns NULL if threads cannot be created. */
+/* n_threads >= 1 (including the caller), capped at the CPUs the process may run on.
+ * Returns NULL if threads cannot be created. */
 pool *pool_create(int n_threads);
 void pool_destroy(pool *p);
 int pool_threads(const pool *p);
