@@ -159,7 +159,7 @@ int main(void)
     wf_config c;
     tiny_config(&c);
     vlm_error e = {0};
-    int rc = synth_write(good_path, &c, WT_Q4, WT_Q8, 7, NULL, NULL, &e);
+    int rc = synth_write(good_path, &c, WT_Q4, WT_Q8, 7, NULL, NULL, NULL, &e);
     TH_CHECK(rc == 0, "synth: %s", e.msg);
     size_t n = 0;
     uint8_t *good = read_all(good_path, &n);

@@ -50,7 +50,7 @@ static int usage(void)
             "                       [--vision CLIP_DIR]\n"
             "  weights-tool info FILE.vlm\n"
             "  weights-tool verify FILE.vlm\n"
-            "  weights-tool synth --preset NAME [--quant q4] [--vision-quant q8] [--seed N] -o OUT.vlm\n"
+            "  weights-tool synth --preset NAME [--quant q4] [--vision-quant q8] [--seed N] [--tokenizer FILE] -o OUT.vlm\n"
             "presets: %s\n"
             "Default quant: q4 for the LLM; the vision tower and projector use q8 when the LLM is q4,\n"
             "else the LLM's type. Matrices whose rows are not a multiple of 32 are stored as f16.\n",
@@ -152,6 +152,7 @@ int main(int argc, char **argv)
     const char *out = NULL;
     const char *vision = NULL;
     const char *preset = NULL;
+    const char *tokenizer_model = NULL;
     int quant = WT_Q4;
     int vquant = -1;
     unsigned long long seed = 0;
@@ -171,6 +172,9 @@ int main(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--vision") && v) {
             vision = v;
+            i++;
+        } else if (!strcmp(a, "--tokenizer") && v) {
+            tokenizer_model = v;
             i++;
         } else if (!strcmp(a, "--preset") && v) {
             preset = v;
@@ -208,7 +212,7 @@ int main(int argc, char **argv)
             return 2;
         }
         int vq = vquant >= 0 ? vquant : quant == WT_Q4 ? WT_Q8 : quant;
-        if (synth_write(out, &c, quant, vq, seed, progress, &ps, &e))
+        if (synth_write(out, &c, quant, vq, seed, tokenizer_model, progress, &ps, &e))
             return fail(&e);
         print_summary(out);
         fprintf(stderr, "done in %.1f s\n", now_s() - ps.t0);

@@ -9,6 +9,7 @@
 
 #include "kernels.h"
 #include "plan.h"
+#include "spm.h"
 #include "tokenizer.h"
 
 static const struct preset {
@@ -96,7 +97,7 @@ static int random_values(void *ctx, const plan_tensor *t, float *out, vlm_error 
 }
 
 int synth_write(const char *path, const wf_config *c, int quant, int vision_quant, uint64_t seed,
-                void (*progress)(void *, int, int, const char *, uint64_t), void *progress_ctx, vlm_error *e)
+                const char *tokenizer_model, void (*progress)(void *, int, int, const char *, uint64_t), void *progress_ctx, vlm_error *e)
 {
     int n = (int)c->vocab_size;
     uint8_t *text = malloc((size_t)n * 16);
@@ -128,15 +129,32 @@ int synth_write(const char *path, const wf_config *c, int quant, int vision_quan
         len += strlen(piece);
     }
     offsets[n] = (uint32_t)len;
-    plan p;
-    rc = plan_model(c, "", quant, vision_quant, &p, e);
-    if (rc)
-        goto out;
-    rng r = {seed ? seed : 0x9e3779b97f4a7c15ull};
     tok_arrays ta = {.n = n, .text = text, .text_len = (uint32_t)len, .offsets = offsets, .scores = scores,
                      .types = types};
+    spm_model sp;
+    memset(&sp, 0, sizeof sp);
+    if (tokenizer_model) {
+        rc = spm_load_file(tokenizer_model, &sp, e);
+        if (!rc && (uint32_t)sp.n_pieces != c->vocab_size)
+            rc = vlm_fail(e, VLM_EARG, "%s: %d pieces, the preset's vocabulary has %u", tokenizer_model, sp.n_pieces,
+                          c->vocab_size);
+        if (rc) {
+            spm_free(&sp);
+            goto out;
+        }
+        ta = (tok_arrays){.n = sp.n_pieces, .text = sp.text, .text_len = (uint32_t)sp.text_len,
+                          .offsets = sp.offsets, .scores = sp.scores, .types = sp.types};
+    }
+    plan p;
+    rc = plan_model(c, "", quant, vision_quant, &p, e);
+    if (rc) {
+        spm_free(&sp);
+        goto out;
+    }
+    rng r = {seed ? seed : 0x9e3779b97f4a7c15ull};
     rc = plan_write(path, c, &ta, &p, random_values, &r, progress, progress_ctx, e);
     plan_free(&p);
+    spm_free(&sp);
 out:
     free(text);
     free(offsets);
