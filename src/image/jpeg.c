@@ -376,12 +376,56 @@ static inline uint8_t idct_clamp(jlong v)
     return (uint8_t)(w < 0 ? 0 : w > 255 ? 255 : w);
 }
 
+/* One 8-point LL&M inverse DCT (13-bit constants) of dequantized inputs x (frequency order):
+ * out (spatial order) scaled by 2^CONST_BITS, before descaling. Both passes use it. */
+static inline void idct8(const jlong x[8], jlong out[8])
+{
+    jlong z2 = x[2], z3 = x[6];
+    jlong z1 = (z2 + z3) * FIX_0_541196100;
+    jlong tmp2 = z1 + z3 * -FIX_1_847759065;
+    jlong tmp3 = z1 + z2 * FIX_0_765366865;
+    jlong tmp0 = (x[0] + x[4]) * (1 << CONST_BITS);
+    jlong tmp1 = (x[0] - x[4]) * (1 << CONST_BITS);
+    jlong tmp10 = tmp0 + tmp3, tmp13 = tmp0 - tmp3;
+    jlong tmp11 = tmp1 + tmp2, tmp12 = tmp1 - tmp2;
+
+    jlong o0 = x[7], o1 = x[5], o2 = x[3], o3 = x[1];
+    z1 = o0 + o3;
+    z2 = o1 + o2;
+    z3 = o0 + o2;
+    jlong z4 = o1 + o3;
+    jlong z5 = (z3 + z4) * FIX_1_175875602;
+    o0 *= FIX_0_298631336;
+    o1 *= FIX_2_053119869;
+    o2 *= FIX_3_072711026;
+    o3 *= FIX_1_501321110;
+    z1 *= -FIX_0_899976223;
+    z2 *= -FIX_2_562915447;
+    z3 = z3 * -FIX_1_961570560 + z5;
+    z4 = z4 * -FIX_0_390180644 + z5;
+    o0 += z1 + z3;
+    o1 += z2 + z4;
+    o2 += z2 + z3;
+    o3 += z1 + z4;
+
+    out[0] = tmp10 + o3;
+    out[7] = tmp10 - o3;
+    out[1] = tmp11 + o2;
+    out[6] = tmp11 - o2;
+    out[2] = tmp12 + o1;
+    out[5] = tmp12 - o1;
+    out[3] = tmp13 + o0;
+    out[4] = tmp13 - o0;
+}
+
 /* Accurate integer inverse DCT (the LL&M algorithm with 13-bit constants and 2 extra bits of
  * precision between passes), bit-exact with libjpeg's jpeg_idct_islow. coef: (64) natural
  * order, q: (64) quantizer; out: 8 rows of 8 samples, stride bytes apart. */
 static void idct_islow(const int16_t *coef, const int16_t *q, uint8_t *out, size_t stride)
 {
     int32_t ws[64]; /* (8, 8) intermediate, row-major; int as in libjpeg's workspace */
+    jlong x[8];
+    jlong y[8];
     for (int col = 0; col < 8; col++) {
         const int16_t *c = coef + col;
         const int16_t *qq = q + col;
@@ -392,91 +436,25 @@ static void idct_islow(const int16_t *coef, const int16_t *q, uint8_t *out, size
                 ws[r * 8 + col] = dc;
             continue;
         }
-        jlong z2 = c[16] * qq[16], z3 = c[48] * qq[48];
-        jlong z1 = (z2 + z3) * FIX_0_541196100;
-        jlong tmp2 = z1 + z3 * -FIX_1_847759065;
-        jlong tmp3 = z1 + z2 * FIX_0_765366865;
-        z2 = c[0] * qq[0];
-        z3 = c[32] * qq[32];
-        jlong tmp0 = (z2 + z3) * (1 << CONST_BITS);
-        jlong tmp1 = (z2 - z3) * (1 << CONST_BITS);
-        jlong tmp10 = tmp0 + tmp3, tmp13 = tmp0 - tmp3;
-        jlong tmp11 = tmp1 + tmp2, tmp12 = tmp1 - tmp2;
-
-        jlong o0 = c[56] * qq[56], o1 = c[40] * qq[40], o2 = c[24] * qq[24], o3 = c[8] * qq[8];
-        z1 = o0 + o3;
-        z2 = o1 + o2;
-        z3 = o0 + o2;
-        jlong z4 = o1 + o3;
-        jlong z5 = (z3 + z4) * FIX_1_175875602;
-        o0 *= FIX_0_298631336;
-        o1 *= FIX_2_053119869;
-        o2 *= FIX_3_072711026;
-        o3 *= FIX_1_501321110;
-        z1 *= -FIX_0_899976223;
-        z2 *= -FIX_2_562915447;
-        z3 = z3 * -FIX_1_961570560 + z5;
-        z4 = z4 * -FIX_0_390180644 + z5;
-        o0 += z1 + z3;
-        o1 += z2 + z4;
-        o2 += z2 + z3;
-        o3 += z1 + z4;
-
-        int sh = CONST_BITS - PASS1_BITS;
-        ws[0 * 8 + col] = (int32_t)descale(tmp10 + o3, sh);
-        ws[7 * 8 + col] = (int32_t)descale(tmp10 - o3, sh);
-        ws[1 * 8 + col] = (int32_t)descale(tmp11 + o2, sh);
-        ws[6 * 8 + col] = (int32_t)descale(tmp11 - o2, sh);
-        ws[2 * 8 + col] = (int32_t)descale(tmp12 + o1, sh);
-        ws[5 * 8 + col] = (int32_t)descale(tmp12 - o1, sh);
-        ws[3 * 8 + col] = (int32_t)descale(tmp13 + o0, sh);
-        ws[4 * 8 + col] = (int32_t)descale(tmp13 - o0, sh);
+        for (int i = 0; i < 8; i++)
+            x[i] = c[8 * i] * qq[8 * i];
+        idct8(x, y);
+        for (int i = 0; i < 8; i++)
+            ws[i * 8 + col] = (int32_t)descale(y[i], CONST_BITS - PASS1_BITS);
     }
     for (int row = 0; row < 8; row++, out += stride) {
         const int32_t *w = ws + row * 8;
-        int sh = CONST_BITS + PASS1_BITS + 3;
         if (w[1] == 0 && w[2] == 0 && w[3] == 0 && w[4] == 0 && w[5] == 0 && w[6] == 0 &&
             w[7] == 0) {
             uint8_t v = idct_clamp(descale(w[0], PASS1_BITS + 3));
             memset(out, v, 8);
             continue;
         }
-        jlong z2 = w[2], z3 = w[6];
-        jlong z1 = (z2 + z3) * FIX_0_541196100;
-        jlong tmp2 = z1 + z3 * -FIX_1_847759065;
-        jlong tmp3 = z1 + z2 * FIX_0_765366865;
-        jlong tmp0 = ((jlong)w[0] + w[4]) * (1 << CONST_BITS);
-        jlong tmp1 = ((jlong)w[0] - w[4]) * (1 << CONST_BITS);
-        jlong tmp10 = tmp0 + tmp3, tmp13 = tmp0 - tmp3;
-        jlong tmp11 = tmp1 + tmp2, tmp12 = tmp1 - tmp2;
-
-        jlong o0 = w[7], o1 = w[5], o2 = w[3], o3 = w[1];
-        z1 = o0 + o3;
-        z2 = o1 + o2;
-        z3 = o0 + o2;
-        jlong z4 = o1 + o3;
-        jlong z5 = (z3 + z4) * FIX_1_175875602;
-        o0 *= FIX_0_298631336;
-        o1 *= FIX_2_053119869;
-        o2 *= FIX_3_072711026;
-        o3 *= FIX_1_501321110;
-        z1 *= -FIX_0_899976223;
-        z2 *= -FIX_2_562915447;
-        z3 = z3 * -FIX_1_961570560 + z5;
-        z4 = z4 * -FIX_0_390180644 + z5;
-        o0 += z1 + z3;
-        o1 += z2 + z4;
-        o2 += z2 + z3;
-        o3 += z1 + z4;
-
-        out[0] = idct_clamp(descale(tmp10 + o3, sh));
-        out[7] = idct_clamp(descale(tmp10 - o3, sh));
-        out[1] = idct_clamp(descale(tmp11 + o2, sh));
-        out[6] = idct_clamp(descale(tmp11 - o2, sh));
-        out[2] = idct_clamp(descale(tmp12 + o1, sh));
-        out[5] = idct_clamp(descale(tmp12 - o1, sh));
-        out[3] = idct_clamp(descale(tmp13 + o0, sh));
-        out[4] = idct_clamp(descale(tmp13 - o0, sh));
+        for (int i = 0; i < 8; i++)
+            x[i] = w[i];
+        idct8(x, y);
+        for (int i = 0; i < 8; i++)
+            out[i] = idct_clamp(descale(y[i], CONST_BITS + PASS1_BITS + 3));
     }
 }
 
