@@ -9,6 +9,8 @@
 
 #include "convert.h"
 #include "th.h"
+#include "util.h"
+#include "wfile.h"
 
 int golden_convert(const char *fixture, int quant, int vision_quant, char *out, size_t cap)
 {
@@ -64,4 +66,33 @@ double cosine_similarity(const float *a, const float *b, size_t n)
         bb += (double)b[i] * b[i];
     }
     return ab / sqrt(aa * bb + 1e-300);
+}
+
+unsigned char *read_whole_file(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = size >= 0 ? malloc((size_t)size + 1) : NULL;
+    *n = size >= 0 ? (size_t)size : 0;
+    if (b && fread(b, 1, *n, f) != *n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    return b;
+}
+
+void vlm_image_fix_crc(unsigned char *b, size_t len)
+{
+    uint32_t n = rd_u32(b + 12);
+    if (len < WF_HEADER_SIZE || (uint64_t)n * WF_RECORD_SIZE > len - WF_HEADER_SIZE)
+        return;
+    memset(b + 40, 0, 4);
+    uint32_t crc = crc32_update(0, b, WF_HEADER_SIZE);
+    crc = crc32_update(crc, b + WF_HEADER_SIZE, (size_t)n * WF_RECORD_SIZE);
+    memcpy(b + 40, &crc, 4);
 }

@@ -1,6 +1,6 @@
 /* golden.h: test support shared by the end-to-end tests: converting a fixture directory into
- * a temporary .vlm file, and comparing float arrays with the goldens' tolerance
- * |a - b| <= 1e-4 * max(1, max|b|). */
+ * a temporary .vlm file, comparing float arrays with the goldens' tolerance
+ * |a - b| <= 1e-4 * max(1, max|b|), and reading / patching .vlm images for the failure tests. */
 #ifndef VLM_TESTS_GOLDEN_H
 #define VLM_TESTS_GOLDEN_H
 
@@ -21,5 +21,12 @@ int golden_load(const char *fixture, const char *name, npy_array *a);
 int golden_close(const char *stage, const float *got, const float *want, size_t n);
 
 double cosine_similarity(const float *a, const float *b, size_t n);
+
+/* Reads a whole file into a malloc'd buffer of *n bytes; NULL on error. */
+unsigned char *read_whole_file(const char *path, size_t *n);
+
+/* Recomputes the header + directory CRC of a .vlm image buf[0:len] after a test edited it; a
+ * tensor count whose directory would pass len leaves the CRC as it is (still wrong). */
+void vlm_image_fix_crc(unsigned char *buf, size_t len);
 
 #endif

@@ -144,15 +144,6 @@ static int open_bytes(const uint8_t *b, size_t n, vlm_error *e)
 static void put_le32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static void put_le64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
-static void fix_crc(uint8_t *b)
-{
-    uint32_t n = rd_u32(b + 12);
-    memset(b + 40, 0, 4);
-    uint32_t crc = crc32_update(0, b, WF_HEADER_SIZE);
-    crc = crc32_update(crc, b + WF_HEADER_SIZE, (size_t)n * WF_RECORD_SIZE);
-    put_le32(b + 40, crc);
-}
-
 /* A one-tensor file: header, one record "x" (f32, the given dims), CRC fixed, no data. */
 static size_t one_tensor(uint8_t *b, uint32_t ndim, const uint32_t *dims, uint64_t nbytes)
 {
@@ -172,25 +163,8 @@ static size_t one_tensor(uint8_t *b, uint32_t ndim, const uint32_t *dims, uint64
         put_le32(r + 72 + 4 * i, dims[i]);
     put_le64(r + 88, 640);
     put_le64(r + 96, nbytes);
-    fix_crc(b);
+    vlm_image_fix_crc(b, n);
     return n;
-}
-
-static uint8_t *read_all(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(*n);
-    if (b && fread(b, 1, *n, f) != *n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    return b;
 }
 
 /* Sets config word `word` of a copy of good to v and expects model_open to name `field`. */
@@ -199,7 +173,7 @@ static void config_case(const uint8_t *good, size_t n, int word, uint32_t v, con
     uint8_t *b = malloc(n);
     memcpy(b, good, n);
     put_le32(b + WF_CONFIG_OFFSET + 4 * word, v);
-    fix_crc(b);
+    vlm_image_fix_crc(b, n);
     vlm_error e = {0};
     char what[80];
     snprintf(what, sizeof what, "config %s = %u", field, v);
@@ -231,14 +205,14 @@ static void wfile_cases(const char *tiny_path)
     uint32_t five[4] = {1, 1, 1, 1};
     n = one_tensor(b, 4, five, 4);
     put_le32(b + WF_HEADER_SIZE + 68, 5);
-    fix_crc(b);
+    vlm_image_fix_crc(b, n);
     expect("ndim 5", open_bytes(b, n, &e), VLM_EFORMAT, &e, "ndim 5");
     uint32_t huge[2] = {0x7fffffff, 0x7fffffff};
     n = one_tensor(b, 2, huge, (uint64_t)0x7fffffff * 0x7fffffff * 4);
     expect("2^64-byte tensor in a 640-byte file", open_bytes(b, n, &e), VLM_EFORMAT, &e, "leave the file");
 
     size_t len = 0;
-    uint8_t *good = read_all(tiny_path, &len);
+    uint8_t *good = read_whole_file(tiny_path, &len);
     TH_CHECK(good != NULL, "cannot read %s", tiny_path);
     if (!good)
         return;

@@ -11,11 +11,13 @@
 #include "kernels.h"
 #include "model.h"
 #include "synth.h"
+#include "golden.h"
 #include "th.h"
 #include "util.h"
 #include "wfile.h"
 
 static char tmp_path[512];
+static size_t file_len; /* of the valid file every corruption starts from */
 
 static void tiny_config(wf_config *c)
 {
@@ -37,23 +39,6 @@ static void tiny_config(wf_config *c)
     c->proj_grid = 1;
 }
 
-static uint8_t *read_all(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(*n);
-    if (b && fread(b, 1, *n, f) != *n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    return b;
-}
-
 /* Writes buf[0:n] to the temp path and opens it as a model; returns model_open's code. */
 static int try_open(const uint8_t *buf, size_t n, vlm_error *e)
 {
@@ -67,19 +52,6 @@ static int try_open(const uint8_t *buf, size_t n, vlm_error *e)
     if (!rc)
         model_close(&m);
     return rc;
-}
-
-static size_t file_len;
-
-static void fix_crc(uint8_t *b)
-{
-    uint32_t n = rd_u32(b + 12);
-    if ((uint64_t)n * WF_RECORD_SIZE > file_len - WF_HEADER_SIZE) /* a flipped count: keep the CRC wrong */
-        return;
-    memset(b + 40, 0, 4);
-    uint32_t crc = crc32_update(0, b, WF_HEADER_SIZE);
-    crc = crc32_update(crc, b + WF_HEADER_SIZE, (size_t)n * WF_RECORD_SIZE);
-    memcpy(b + 40, &crc, 4);
 }
 
 static uint8_t *record(uint8_t *b, const char *name)
@@ -102,7 +74,7 @@ static void expect_error(const uint8_t *good, size_t n, const char *what, void (
     uint8_t *b = malloc(n);
     memcpy(b, good, n);
     mutate(b);
-    fix_crc(b);
+    vlm_image_fix_crc(b, file_len);
     vlm_error e = {0};
     int rc = try_open(b, n, &e);
     TH_CHECK(rc < 0, "%s: accepted", what);
@@ -162,7 +134,7 @@ int main(void)
     int rc = synth_write(good_path, &c, WT_Q4, WT_Q8, 7, NULL, NULL, NULL, &e);
     TH_CHECK(rc == 0, "synth: %s", e.msg);
     size_t n = 0;
-    uint8_t *good = read_all(good_path, &n);
+    uint8_t *good = read_whole_file(good_path, &n);
     TH_CHECK(good != NULL, "cannot read back %s", good_path);
     if (!good)
         return th_report("test_wfile");
@@ -198,7 +170,7 @@ int main(void)
         flips++;
         memcpy(b, good, n);
         b[i] ^= 0x5a;
-        fix_crc(b);
+        vlm_image_fix_crc(b, file_len);
         refused += try_open(b, n, &e) != 0;
     }
     fprintf(stderr, "  CRC-fixed byte flips refused by structure checks: %d of %zu\n", refused, flips);
