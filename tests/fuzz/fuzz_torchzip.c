@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "source_internal.h"
+#include "fuzz_source.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -88,30 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         data = archive;
         size = n;
     }
-    src_set *s = src_set_new();
-    const char *name = s ? src_set_add_file(s, "fuzz.bin", NULL, 0) : NULL;
-    if (!name) {
-        src_close(s);
-        free(archive);
-        return 0;
-    }
-    vlm_error e = {0};
-    int rc = src_load_torchzip(s, data, size, name, &e);
-    if (rc == 0)
-        rc = src_set_finish(s, &e);
-    if (rc != 0 && (e.code != rc || !strstr(e.msg, "fuzz.bin")))
-        __builtin_trap(); /* every error must be reported with its code and the file name */
-    for (int i = 0; rc == 0 && i < src_count(s); i++) {
-        const src_tensor *t = src_at(s, i);
-        size_t n = src_numel(t);
-        if (n > ((size_t)1 << 20))
-            continue;
-        float *out = malloc((n ? n : 1) * sizeof *out);
-        if (out && src_read_f32(t, out, &e) != 0)
-            __builtin_trap(); /* a loaded tensor must always be readable */
-        free(out);
-    }
-    src_close(s);
+    fuzz_source_load(data, size, "fuzz.bin", src_load_torchzip);
     free(archive);
     return 0;
 }
