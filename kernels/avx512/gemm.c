@@ -22,6 +22,8 @@ void gemm_q8_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, c
 void gemm_q4_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q4 *w,
                     const float *bias, float *c, size_t ldc);
 
+void gemv_q4_avx512(int n0, int n1, int k, const blk_q8 *a, const blk_q4 *w, const float *bias, float *c);
+
 /* 16 lanes reduced in a fixed order: the two halves added, then hsum8. */
 static inline float hsum16(__m512 v)
 {
@@ -371,7 +373,10 @@ static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, 
                                                          size_t ldc)
 {
     if (m == 1) {
-        gemv_q(q4, n0, n1, k, a, w, bias, c);
+        if (q4)
+            gemv_q4_avx512(n0, n1, k, a, w, bias, c);
+        else
+            gemv_q(q4, n0, n1, k, a, w, bias, c);
         return;
     }
     const int nb = k / QK;
