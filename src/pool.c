@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+enum { POOL_STACK_BYTES = 4 << 20 }; /* worker stack: 20x what the kernels need, address space only */
+
 enum { SPIN_PAUSES = 2000, SPIN_YIELDS = 200 };
 
 struct pool {
@@ -126,12 +128,22 @@ pool *pool_create(int n_threads)
             pool_destroy(p);
             return NULL;
         }
+        /* Kernels keep their packed tiles on the stack (up to ~200 KB, kernels.h); a libc whose
+         * default thread stack is small (musl: 128 KB) must not decide whether they fit. */
+        pthread_attr_t attr;
+        int attr_ok = pthread_attr_init(&attr) == 0;
+        if (attr_ok)
+            pthread_attr_setstacksize(&attr, (size_t)POOL_STACK_BYTES);
         for (int i = 0; i < n_threads - 1; i++)
-            if (pthread_create(&p->threads[i], NULL, worker_main, p)) {
+            if (pthread_create(&p->threads[i], attr_ok ? &attr : NULL, worker_main, p)) {
+                if (attr_ok)
+                    pthread_attr_destroy(&attr);
                 p->n_threads = i + 1; /* destroy joins only the started ones */
                 pool_destroy(p);
                 return NULL;
             }
+        if (attr_ok)
+            pthread_attr_destroy(&attr);
     }
     return p;
 }
