@@ -84,6 +84,18 @@ typedef struct kernel_table {
     void (*attention)(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
                       int n_keys, int causal, float scale, const float *q, size_t ldq,
                       const float *k, const float *v, size_t ldkv, float *out, size_t ldo);
+    /* attention with the keys and values stored as f16 (IEEE binary16: the LLM's KV cache):
+     * k, v (n_keys, n_kv_heads*d) uint16_t, stride ldkv elements; q and out are f32 and the
+     * contract is attention's. Each K/V element converts to f32 exactly; the reference then
+     * does attention's f32 arithmetic, so it equals attention on the widened K/V bit for bit. */
+    void (*attention_f16kv)(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
+                            int n_keys, int causal, float scale, const float *q, size_t ldq,
+                            const uint16_t *k, const uint16_t *v, size_t ldkv, float *out,
+                            size_t ldo);
+    /* y[i] = x[i] as f16 for i in [i0, i1): round to nearest even, overflow to inf, subnormal
+     * results kept, NaN quiet with its sign and top payload bits (bit for bit what F16C
+     * vcvtps2ph and Arm fcvtn give; f32_to_f16 in src/util.h). Writes only y[i0:i1]. */
+    void (*to_f16)(size_t i0, size_t i1, const float *x, uint16_t *y);
 
     /* Patch extraction for a conv with kernel = stride = p, no padding, as a matrix product:
      * img (3, h, w) -> cols[(r*g + c), ch*p*p + u*p + v] = img[ch, r*p + u, c*p + v] for patch

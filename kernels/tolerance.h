@@ -9,13 +9,14 @@
 #include <math.h>
 
 typedef enum tol_op {
-    TOL_EXACT,    /* bit for bit: copies, quant_q8 blocks, dequant, integer block sums */
+    TOL_EXACT,    /* bit for bit: copies, quant_q8 blocks, dequant, integer block sums, to_f16 */
     TOL_GEMM_F32, /* f32 dot products summed in another order (lanes, FMA) */
     TOL_GEMM_F16, /* the same with f16 weights (converted exactly, so the same bound) */
     TOL_GEMM_Q,   /* q8/q4: exact int32 per block, f32 sum over blocks in another order */
     TOL_NORM,     /* rmsnorm / layernorm: sums in lanes; layernorm's len is n (1 + |mean|/std)^2 */
     TOL_ACT,      /* activations built on a vector exp / erf (silu, quick_gelu, gelu_erf) */
     TOL_ATTN,     /* attention: dot products, vector exp, weighted sums over the keys */
+    TOL_ATTN_F16KV, /* the same with f16 keys and values (converted exactly, so the same bound) */
     TOL_ROPE,     /* rotary embedding: same cos/sin, products possibly fused */
     TOL_CONV,     /* dwconv3x3, avgpool: 9-term sums, window means */
     TOL_COUNT
@@ -39,6 +40,7 @@ static inline tol_row tol_get(tol_op op)
         [TOL_NORM] = {"norm", 2e-6f, 2e-6f, 1},
         [TOL_ACT] = {"activation", 1e-6f, 4e-6f, 0},
         [TOL_ATTN] = {"attention", 1e-6f, 1e-5f, 1},
+        [TOL_ATTN_F16KV] = {"attention_f16kv", 1e-6f, 1e-5f, 1},
         [TOL_ROPE] = {"rope", 1e-6f, 1e-6f, 0},
         [TOL_CONV] = {"conv", 1e-6f, 1e-6f, 0},
     };

@@ -67,14 +67,17 @@ static inline float f16_to_f32(uint16_t h)
     return f32_from_bits(sign | ((exp + 112) << 23) | (man << 13));
 }
 
-/* binary32 -> binary16 with round-to-nearest-even; overflow gives inf, NaN stays NaN. */
+/* binary32 -> binary16 with round-to-nearest-even; overflow gives inf; subnormal results are
+ * kept (no flush to zero); a NaN keeps its sign and the top 9 bits of its payload with the
+ * quiet bit set. That is bit for bit what F16C vcvtps2ph (imm 0) and Arm fcvt/fcvtn (default
+ * FPCR) give: checked over all 2^32 inputs against F16C. */
 static inline uint16_t f32_to_f16(float f)
 {
     uint32_t u = f32_bits(f);
     uint32_t sign = (u >> 16) & 0x8000;
     uint32_t a = u & 0x7fffffff;
     if (a >= 0x7f800000) /* inf or NaN */
-        return (uint16_t)(sign | 0x7c00 | (a > 0x7f800000 ? 0x200 : 0));
+        return (uint16_t)(sign | 0x7c00 | (a > 0x7f800000 ? 0x200 | ((a >> 13) & 0x3ff) : 0));
     if (a >= 0x477ff000) /* rounds to >= 65536: overflow */
         return (uint16_t)(sign | 0x7c00);
     if (a < 0x38800000) { /* below the smallest normal f16 (2^-14): subnormal or zero */

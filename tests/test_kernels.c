@@ -105,6 +105,16 @@ static void fail(ctx *c, const char *fmt, size_t idx, float x, float r, float bo
             (unsigned long long)c->cseed);
 }
 
+/* A wrong f16 encoding: the input, what the kernel wrote and what the reference wrote. */
+static void fail_f16(ctx *c, const char *what, size_t idx, float x, unsigned got, unsigned want)
+{
+    c->fails++;
+    if (c->quiet || c->fails > 30)
+        return;
+    fprintf(stderr, "FAIL [%s] %s %s: %s at %zu: input %.9g (0x%08x) gave 0x%04x, ref 0x%04x (seed %llu)\n",
+            c->level, c->op, c->what, what, idx, x, f32_bits(x), got, want, (unsigned long long)c->cseed);
+}
+
 /* Checks the guards of a buffer made by obuf: nothing written before or after it. */
 static int check_guards(ctx *c, const float *b, size_t n)
 {
@@ -720,37 +730,89 @@ static void test_rope(ctx *c, const kernel_table *t)
         }
 }
 
-static void attn_case(ctx *c, const kernel_table *t, int nq, int n_heads, int n_kv, int hd, int n_keys,
+/* One attention call over the case's operands: the f32 slot, or attention_f16kv over the same
+ * keys and values stored as f16. */
+typedef struct attn_args {
+    int nq, n_heads, n_kv, hd, n_keys, causal;
+    float scale;
+    const float *q, *k, *v;    /* (nq, ldq), (n_keys, ldkv) */
+    const uint16_t *kh, *vh;   /* k and v as f16 (f16 cases) */
+    size_t ldq, ldkv, ldo;
+} attn_args;
+
+static void run_attn(const kernel_table *t, int f16, const attn_args *a, int h0, int h1, float *out)
+{
+    if (f16)
+        t->attention_f16kv(h0, h1, a->nq, a->n_heads, a->n_kv, a->hd, a->n_keys, a->causal, a->scale, a->q, a->ldq,
+                           a->kh, a->vh, a->ldkv, out, a->ldo);
+    else
+        t->attention(h0, h1, a->nq, a->n_heads, a->n_kv, a->hd, a->n_keys, a->causal, a->scale, a->q, a->ldq, a->k,
+                     a->v, a->ldkv, out, a->ldo);
+}
+
+/* Some keys and values of an f16 case: f16 subnormals and signed zeros (exercise the exact
+ * widening of every encoding class), then every element rounded to f16 in kh/vh with the
+ * widened value written back to k/v (what the reference check below compares against). */
+static void attn_f16_operands(ctx *c, float *x, uint16_t *xh, size_t n)
+{
+    for (size_t i = 0; i < n; i += 1 + (size_t)rndi(c, 23))
+        x[i] = rndi(c, 4) ? (rndi(c, 2) ? 1.0f : -1.0f) * (float)(1 + rndi(c, 1023)) * 0x1p-24f
+                          : (rndi(c, 2) ? 0.0f : -0.0f);
+    for (size_t i = 0; i < n; i++) {
+        xh[i] = f32_to_f16(x[i]);
+        x[i] = f16_to_f32(xh[i]);
+    }
+}
+
+static void attn_case(ctx *c, const kernel_table *t, int f16, int nq, int n_heads, int n_kv, int hd, int n_keys,
                       int causal, int h0, int h1, int pad)
 {
-    begin(c, "attention");
+    begin(c, f16 ? "attention_f16kv" : "attention");
     snprintf(c->what, sizeof c->what, "nq=%d heads=%d kv=%d hd=%d keys=%d causal=%d range=[%d,%d) pad=%d",
              nq, n_heads, n_kv, hd, n_keys, causal, h0, h1, pad);
-    size_t ldq = (size_t)n_heads * hd + (size_t)pad;
-    size_t ldkv = (size_t)n_kv * hd + (size_t)pad;
-    size_t ldo = (size_t)n_heads * hd + (size_t)(2 * pad);
-    float *q = xmalloc((size_t)nq * ldq * sizeof(float));
-    float *k = xmalloc((size_t)n_keys * ldkv * sizeof(float));
-    float *v = xmalloc((size_t)n_keys * ldkv * sizeof(float));
+    attn_args a = {.nq = nq, .n_heads = n_heads, .n_kv = n_kv, .hd = hd, .n_keys = n_keys, .causal = causal,
+                   .scale = 1.0f / sqrtf((float)hd), .ldq = (size_t)n_heads * hd + (size_t)pad,
+                   .ldkv = (size_t)n_kv * hd + (size_t)pad, .ldo = (size_t)n_heads * hd + (size_t)(2 * pad)};
+    size_t nkv = (size_t)n_keys * a.ldkv;
+    float *q = xmalloc((size_t)nq * a.ldq * sizeof(float));
+    float *k = xmalloc(nkv * sizeof(float));
+    float *v = xmalloc(nkv * sizeof(float));
+    uint16_t *kh = f16 ? xmalloc(nkv * sizeof *kh) : NULL;
+    uint16_t *vh = f16 ? xmalloc(nkv * sizeof *vh) : NULL;
     /* Scores of a few units: a peaked but not one-hot softmax, as in trained models. */
-    fill_u(c, q, (size_t)nq * ldq, 3.0f, 0.0f);
-    fill_u(c, k, (size_t)n_keys * ldkv, 1.0f, 0.0f);
-    fill_u(c, v, (size_t)n_keys * ldkv, 1.0f, 0.0f);
-    size_t no = (size_t)nq * ldo;
+    fill_u(c, q, (size_t)nq * a.ldq, 3.0f, 0.0f);
+    fill_u(c, k, nkv, 1.0f, 0.0f);
+    fill_u(c, v, nkv, 1.0f, 0.0f);
+    if (f16) {
+        attn_f16_operands(c, k, kh, nkv);
+        attn_f16_operands(c, v, vh, nkv);
+    }
+    a.q = q;
+    a.k = k;
+    a.v = v;
+    a.kh = kh;
+    a.vh = vh;
+    size_t no = (size_t)nq * a.ldo;
     float *r = obuf(no);
     float *y = obuf(no);
     float *sp = obuf(no);
-    float scale = 1.0f / sqrtf((float)hd);
-    kernels_ref.attention(h0, h1, nq, n_heads, n_kv, hd, n_keys, causal, scale, q, ldq, k, v, ldkv, r, ldo);
+    run_attn(&kernels_ref, f16, &a, h0, h1, r);
+    gshape gs = {.n0 = h0 * hd, .n1 = h1 * hd, .ldc = a.ldo};
+    if (f16) {
+        /* The specification: the f16 reference is the f32 reference on the widened K/V. */
+        float *r32 = obuf(no);
+        run_attn(&kernels_ref, 0, &a, h0, h1, r32);
+        same_bits(c, "f16 reference differs from the f32 reference on widened K/V", r, r32, no);
+        ofree(r32);
+    }
     for (int i = 0; i < nq; i++)
         for (int j = h0 * hd; j < h1 * hd; j++)
-            y[(size_t)i * ldo + j] = NAN;
-    t->attention(h0, h1, nq, n_heads, n_kv, hd, n_keys, causal, scale, q, ldq, k, v, ldkv, y, ldo);
+            y[(size_t)i * a.ldo + j] = NAN;
+    run_attn(t, f16, &a, h0, h1, y);
     int mid = h0 + rndi(c, h1 - h0 + 1);
-    t->attention(h0, mid, nq, n_heads, n_kv, hd, n_keys, causal, scale, q, ldq, k, v, ldkv, sp, ldo);
-    t->attention(mid, h1, nq, n_heads, n_kv, hd, n_keys, causal, scale, q, ldq, k, v, ldkv, sp, ldo);
-    gshape gs = {.n0 = h0 * hd, .n1 = h1 * hd, .ldc = ldo};
-    if (compare(c, TOL_ATTN, n_keys, y, r, no, gemm_inside, &gs))
+    run_attn(t, f16, &a, h0, mid, sp);
+    run_attn(t, f16, &a, mid, h1, sp);
+    if (compare(c, f16 ? TOL_ATTN_F16KV : TOL_ATTN, n_keys, y, r, no, gemm_inside, &gs))
         same_bits(c, "split heads differ", sp, y, no);
     ofree(r);
     ofree(y);
@@ -758,9 +820,12 @@ static void attn_case(ctx *c, const kernel_table *t, int nq, int n_heads, int n_
     free(q);
     free(k);
     free(v);
+    free(kh);
+    free(vh);
 }
 
-static void test_attention(ctx *c, const kernel_table *t)
+/* f16: attention_f16kv over the same shapes. */
+static void attention_shapes(ctx *c, const kernel_table *t, int f16)
 {
     static const int hds[] = {16, 64, 80, 128};
     static const int ratios[] = {1, 2, 4};
@@ -772,15 +837,153 @@ static void test_attention(ctx *c, const kernel_table *t)
                 int n_keys = keys[ki];
                 int h0 = ki % 3 == 1 ? 1 % n_heads : 0, h1 = ki % 3 == 2 && n_heads > 1 ? n_heads - 1 : n_heads;
                 /* Decode (1 query at the end), prefill with an offset, full (vision). */
-                attn_case(c, t, 1, n_heads, n_kv, hd, n_keys, n_keys - 1, h0, h1, ki & 1 ? 3 : 0);
+                attn_case(c, t, f16, 1, n_heads, n_kv, hd, n_keys, n_keys - 1, h0, h1, ki & 1 ? 3 : 0);
                 int nq = n_keys < 5 ? n_keys : 5;
-                attn_case(c, t, nq, n_heads, n_kv, hd, n_keys, n_keys - nq, h0, h1, ki & 2 ? 3 : 0);
+                attn_case(c, t, f16, nq, n_heads, n_kv, hd, n_keys, n_keys - nq, h0, h1, ki & 2 ? 3 : 0);
                 if (n_keys <= 130 || hd == 64)
-                    attn_case(c, t, ki == 5 ? 9 : 3, n_heads, n_kv, hd, n_keys, -1, h0, h1, 0);
+                    attn_case(c, t, f16, ki == 5 ? 9 : 3, n_heads, n_kv, hd, n_keys, -1, h0, h1, 0);
             }
     /* A causal offset that reaches past the keys (clamped) and a prefill with no offset. */
-    attn_case(c, t, 4, 4, 2, 64, 6, 4, 0, 4, 0);
-    attn_case(c, t, 17, 2, 1, 80, 17, 0, 0, 2, 1);
+    attn_case(c, t, f16, 4, 4, 2, 64, 6, 4, 0, 4, 0);
+    attn_case(c, t, f16, 17, 2, 1, 80, 17, 0, 0, 2, 1);
+    /* Odd head dims (tails of every vector width), the largest head_dim, a 16-query tile
+     * plus a partial one over more than one key block. */
+    static const int odd[] = {3, 17, 33, 100, 256};
+    for (int i = 0; i < 5; i++) {
+        attn_case(c, t, f16, 1, 4, 2, odd[i], 70, 69, 0, 4, i & 1);
+        attn_case(c, t, f16, 19, 4, 1, odd[i], 150, 131, 1, 4, (i + 1) & 1);
+    }
+}
+
+static void test_attention(ctx *c, const kernel_table *t) { attention_shapes(c, t, 0); }
+static void test_attention_f16kv(ctx *c, const kernel_table *t) { attention_shapes(c, t, 1); }
+
+/* ---------------------------------------------------------------------------------------- */
+/* f32 -> f16                                                                                */
+
+/* IEEE binary16 encodings of hand-picked binary32 inputs: ties to even in the normal and
+ * subnormal ranges, the overflow threshold, NaN payloads (F16C / Arm: quiet bit set, top 9
+ * payload bits kept, sign kept). These pin the reference itself. */
+static const struct {
+    uint32_t f;
+    uint16_t h;
+} f16_known[] = {
+    {0x3f800000, 0x3c00}, /* 1 */
+    {0x3f801000, 0x3c00}, /* 1 + 2^-11: tie, to even */
+    {0x3f803000, 0x3c02}, /* 1 + 3 * 2^-11: tie, to even (up) */
+    {0x3f801001, 0x3c01}, /* just above the tie */
+    {0x477fe000, 0x7bff}, /* 65504, the largest f16 */
+    {0x477fefff, 0x7bff}, /* just below 65520 */
+    {0x477ff000, 0x7c00}, /* 65520: tie between 65504 and 2^16, to even = overflow */
+    {0x7f7fffff, 0x7c00}, /* FLT_MAX */
+    {0xff7fffff, 0xfc00},
+    {0x38800000, 0x0400}, /* 2^-14, the smallest normal f16 */
+    {0x387fe000, 0x0400}, /* 2^-14 - 2^-25: tie between 0x3ff and 0x400, to even */
+    {0x387fdfff, 0x03ff},
+    {0x33800000, 0x0001}, /* 2^-24, the smallest subnormal */
+    {0x33000000, 0x0000}, /* 2^-25: tie between 0 and 2^-24, to even */
+    {0x33000001, 0x0001},
+    {0xb3000001, 0x8001},
+    {0x33c00000, 0x0002}, /* 1.5 * 2^-24: tie, to even (up) */
+    {0x34200000, 0x0002}, /* 2.5 * 2^-24: tie, to even (down) */
+    {0x00000001, 0x0000}, /* f32 subnormals round to zero */
+    {0x807fffff, 0x8000},
+    {0x00000000, 0x0000},
+    {0x80000000, 0x8000},
+    {0x7f800000, 0x7c00},
+    {0xff800000, 0xfc00},
+    {0x7fc00000, 0x7e00}, /* quiet NaN */
+    {0x7f800001, 0x7e00}, /* signalling NaN, low payload: quieted */
+    {0x7fbfffff, 0x7fff}, /* signalling NaN, full payload: top 9 bits kept */
+    {0xffc02000, 0xfe01},
+    {0xffffffff, 0xffff},
+};
+
+/* The binary32 numbers next to every f16 rounding boundary: each finite f16 value, the
+ * midpoint to the next one up (exact in f32; above 65504 the next is 2^16, the overflow
+ * threshold), and the floats just either side of the midpoint, both signs; then the table
+ * above, and a sweep of bit patterns (NaNs included). Returns the count (<= 7 * 31744 + 70000). */
+static size_t f16_inputs(float *x)
+{
+    size_t n = 0;
+    for (uint32_t h = 0; h < 0x7c00; h++) {
+        double lo = f16_to_f32((uint16_t)h);
+        double hi = h == 0x7bff ? 65536.0 : f16_to_f32((uint16_t)(h + 1));
+        float mid = (float)((lo + hi) / 2);
+        float xs[4] = {(float)lo, mid, nextafterf(mid, -INFINITY), nextafterf(mid, INFINITY)};
+        for (int i = 0; i < 4; i++) {
+            x[n++] = xs[i];
+            if (i)
+                x[n++] = -xs[i];
+        }
+    }
+    for (size_t i = 0; i < sizeof f16_known / sizeof f16_known[0]; i++)
+        x[n++] = f32_from_bits(f16_known[i].f);
+    for (uint64_t u = 12345; u < (1ull << 32); u += 65521)
+        x[n++] = f32_from_bits((uint32_t)u);
+    return n;
+}
+
+/* to_f16 over [i0, i1) of x (n): bit for bit the reference, nothing written outside the range
+ * (the output is filled with a varying canary pattern), and a split of the range in two gives
+ * the same bits. */
+static void to_f16_case(ctx *c, const kernel_table *t, const float *x, size_t n, size_t i0, size_t i1)
+{
+    snprintf(c->what, sizeof c->what, "n=%zu range=[%zu,%zu)", n, i0, i1);
+    size_t nb = n + 2 * GUARD;
+    uint16_t *r = xmalloc(nb * sizeof *r);
+    uint16_t *y = xmalloc(nb * sizeof *y);
+    uint16_t *sp = xmalloc(nb * sizeof *sp);
+    for (size_t i = 0; i < nb; i++)
+        r[i] = y[i] = sp[i] = (uint16_t)(0xdead ^ (i * 0x9e37));
+    kernels_ref.to_f16(i0, i1, x, r + GUARD);
+    t->to_f16(i0, i1, x, y + GUARD);
+    size_t mid = i0 + (size_t)rndi(c, (int)(i1 - i0 + 1));
+    t->to_f16(i0, mid, x, sp + GUARD);
+    t->to_f16(mid, i1, x, sp + GUARD);
+    c->checks++;
+    for (size_t i = 0; i < nb; i++) {
+        int in = i >= GUARD + i0 && i < GUARD + i1;
+        if (y[i] != r[i] || sp[i] != r[i]) {
+            const char *what = !in ? "write outside the range" : y[i] != r[i] ? "bits differ" : "split range differs";
+            size_t at = i - GUARD; /* wraps for the guard before the buffer: printed as a huge index */
+            fail_f16(c, what, at, in ? x[at] : 0, y[i] != r[i] ? y[i] : sp[i], r[i]);
+            break;
+        }
+    }
+    free(r);
+    free(y);
+    free(sp);
+}
+
+static void test_to_f16(ctx *c, const kernel_table *t)
+{
+    begin(c, "to_f16");
+    snprintf(c->what, sizeof c->what, "known encodings");
+    c->checks++;
+    for (size_t i = 0; i < sizeof f16_known / sizeof f16_known[0]; i++) {
+        float x = f32_from_bits(f16_known[i].f);
+        uint16_t h = 0;
+        kernels_ref.to_f16(0, 1, &x, &h);
+        if (h != f16_known[i].h) {
+            fail_f16(c, "reference encoding", i, x, h, f16_known[i].h);
+            break;
+        }
+    }
+    size_t cap = 7 * 31744 + 70000;
+    float *x = xmalloc(cap * sizeof *x);
+    size_t n = f16_inputs(x);
+    begin(c, "to_f16");
+    to_f16_case(c, t, x, n, 0, n);
+    /* Short ranges at every alignment: vector bodies, tails, starts inside a vector. */
+    for (int i = 0; i < 300; i++) {
+        begin(c, "to_f16");
+        size_t len = (size_t)rndi(c, 40);
+        size_t i0 = (size_t)rndi(c, (int)(n - len));
+        size_t lo = i0 > 7 ? i0 - 7 : 0;
+        to_f16_case(c, t, x + lo, len + 14 < n - lo ? len + 14 : n - lo, i0 - lo, i0 - lo + len);
+    }
+    free(x);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -948,7 +1151,8 @@ static const slot slots[] = {
     SLOT(gemm_f32),   SLOT(gemm_f16),    SLOT(gemm_q8),    SLOT(gemm_q4),       SLOT(quant_q8),
     SLOT(dequant_row), SLOT(rmsnorm),    SLOT(layernorm),  SLOT(gelu_erf),      SLOT(quick_gelu),
     SLOT(hardswish),  SLOT(hardsigmoid), SLOT(relu),       SLOT(silu_mul),      SLOT(add),
-    SLOT(rope),       SLOT(attention),   SLOT(im2col_patch), SLOT(dwconv3x3),   SLOT(avgpool),
+    SLOT(rope),       SLOT(attention),   SLOT(attention_f16kv), SLOT(to_f16), SLOT(im2col_patch),
+    SLOT(dwconv3x3),  SLOT(avgpool),
 };
 
 static any_fn slot_fn(const kernel_table *t, const slot *s)
@@ -1007,7 +1211,7 @@ int main(int argc, char **argv)
             int f0 = c.fails;
             long k0 = c.checks;
             slots[si].test(&c, &t);
-            printf("%-5s %-7s %-13s %6ld checks%s\n", c.fails == f0 ? "ok" : "FAIL", lv, slots[si].name,
+            printf("%-5s %-7s %-15s %6ld checks%s\n", c.fails == f0 ? "ok" : "FAIL", lv, slots[si].name,
                    c.checks - k0, c.fails == f0 ? "" : "  <--");
             tested++;
         }

@@ -1,10 +1,12 @@
-/* attn.c (avx2): rotary embedding and attention.
+/* attn.c (avx2): rotary embedding and attention over f32 or f16 (F16C) keys and values.
  * Attention keeps the reference's one-pass (online) softmax but takes keys in blocks of KB:
  * the block's scores, one rescale of the accumulator when the block raises the maximum, vector
  * exp of the block, then the weighted sum of the block's values. One query (decode): 8-lane dot
  * products per key. Several queries: tiles of 16 queries as the lanes of two vectors (below).
  * Each (head, query) is computed by its own lane or loop, so the head range [h0, h1) and the
- * tiling never change a result. */
+ * tiling never change a result. attention and attention_f16kv share one body, specialised by
+ * a compile-time element type: f16 elements are widened exactly (vcvtph2ps) as they are loaded,
+ * then the arithmetic is the f32 kernel's, instruction for instruction. */
 #ifndef __AVX2__
 #error "kernels/avx2 files must be built with -mavx2 -mfma -mf16c"
 #endif
@@ -41,18 +43,31 @@ void rope_avx2(int h0, int h1, int head_dim, float *x, int pos, const float *inv
     }
 }
 
-enum { KB = 64 }; /* keys per softmax block */
+/* Keys per softmax block; KB16 in the f16 tiles, whose widened value rows must fit the stack. */
+enum { KB = 64, KB16 = 16 };
+
+/* 8 elements at p as f32. */
+KV_INLINE __m256 kv_load8(const void *p, int f16)
+{
+    return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)) : _mm256_loadu_ps((const float *)p);
+}
+
+/* The first r (1..7) elements at p as f32, the other lanes 0; reads only those r. */
+KV_INLINE __m256 kv_tail8(const void *p, int r, int f16)
+{
+    return f16 ? load_h8_tail((const uint16_t *)p, r) : _mm256_maskload_ps((const float *)p, lane_mask(r));
+}
 
 /* q . k over d (any d >= 1; 8 lanes, masked tail, hsum8). */
-static inline float dot_d(const float *q, const float *k, int d)
+KV_INLINE float dot_d(const float *q, const void *k, int d, int f16)
 {
     __m256 acc = _mm256_setzero_ps();
     int i = 0;
     for (; i + 8 <= d; i += 8)
-        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), acc);
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), kv_load8(kv_at(k, (size_t)i, f16), f16), acc);
     if (i < d) {
-        __m256i mk = lane_mask(d - i);
-        acc = _mm256_fmadd_ps(_mm256_maskload_ps(q + i, mk), _mm256_maskload_ps(k + i, mk), acc);
+        __m256 kt = kv_tail8(kv_at(k, (size_t)i, f16), d - i, f16);
+        acc = _mm256_fmadd_ps(_mm256_maskload_ps(q + i, lane_mask(d - i)), kt, acc);
     }
     return hsum8(acc);
 }
@@ -68,11 +83,14 @@ static inline float dot_d(const float *q, const float *k, int d)
 enum { QL = 16 }; /* two vectors of 8 query lanes: each broadcast key or value element serves two FMAs */
 
 /* One tile: queries t0 .. t0 + nt - 1 (nt <= QL) of one head; q, k, v, out already offset to
- * the head (q, out: query t0). Lanes of half h are queries 8h .. 8h + 7. */
-static void attention_tile(int nt, int t0, int d, int n_keys, int causal, float scale, const float *q,
-                           size_t ldq, const float *k, const float *v, size_t ldkv, float *out, size_t ldo)
+ * the head (q, out: query t0). Lanes of half h are queries 8h .. 8h + 7. f16: blocks of KB16
+ * keys, whose value rows (and each group of 4 key rows) are widened into buf once per tile. */
+KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, float scale, const float *q, size_t ldq,
+                              const void *k, const void *v, size_t ldkv, float *out, size_t ldo, int f16)
 {
     __m256 qt[256][2], acc[256][2], sc[KB][2]; /* 36 KB: head_dim <= 256 */
+    float buf[KB16][256];                      /* 16 KB, f16 only: widened key or value rows */
+    const int blk = f16 ? KB16 : KB;           /* keys per softmax block */
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256i lane[2] = {lanes, _mm256_add_epi32(lanes, _mm256_set1_epi32(8))};
     __m256i qidx[2], lim[2];
@@ -92,14 +110,14 @@ static void attention_tile(int nt, int t0, int d, int n_keys, int causal, float 
         nk = causal + t0 + nt;
     const __m256 ninf = _mm256_set1_ps(-INFINITY);
     __m256 mx[2] = {ninf, ninf}, sum[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int j0 = 0; j0 < nk; j0 += KB) {
-        int nb = nk - j0 < KB ? nk - j0 : KB;
+    for (int j0 = 0; j0 < nk; j0 += blk) {
+        int nb = nk - j0 < blk ? nk - j0 : blk;
         __m256 bmax[2] = {ninf, ninf};
         for (int jj = 0; jj < nb; jj += 4) {
             int ng = nb - jj < 4 ? nb - jj : 4;
             const float *kr[4];
             for (int u = 0; u < 4; u++)
-                kr[u] = k + (size_t)(j0 + jj + (u < ng ? u : ng - 1)) * ldkv;
+                kr[u] = u < ng ? kv_row(kv_at(k, (size_t)(j0 + jj + u) * ldkv, f16), d, buf[u], f16) : kr[ng - 1];
             __m256 s0[4], s1[4];
 #pragma GCC unroll 4
             for (int u = 0; u < 4; u++)
@@ -113,7 +131,7 @@ static void attention_tile(int nt, int t0, int d, int n_keys, int causal, float 
                     s1[u] = _mm256_fmadd_ps(qb, kb, s1[u]);
                 }
             }
-            /* All 4 stored (jj + 4 <= KB), so the sums stay in registers above. */
+            /* All 4 stored (jj + 4 <= KB16 <= KB), so the sums stay in registers above. */
 #pragma GCC unroll 4
             for (int u = 0; u < 4; u++) {
                 sc[jj + u][0] = s0[u];
@@ -150,6 +168,9 @@ static void attention_tile(int nt, int t0, int d, int n_keys, int causal, float 
                 sc[j][h] = p;
                 sum[h] = _mm256_add_ps(sum[h], p);
             }
+        if (f16) /* the block's value rows, widened once */
+            for (int j = 0; j < nb; j++)
+                h2f_row((const uint16_t *)v + (size_t)(j0 + j) * ldkv, buf[j], d);
         int c0 = 0;
         for (; c0 + 4 <= d; c0 += 4) {
             __m256 a0[4], a1[4];
@@ -159,7 +180,7 @@ static void attention_tile(int nt, int t0, int d, int n_keys, int causal, float 
                 a1[u] = acc[c0 + u][1];
             }
             for (int j = 0; j < nb; j++) {
-                const float *vj = v + (size_t)(j0 + j) * ldkv + c0;
+                const float *vj = kv_row_f32(v, j0 + j, ldkv, buf[j], f16) + c0;
                 __m256 pa = sc[j][0], pb = sc[j][1];
 #pragma GCC unroll 4
                 for (int u = 0; u < 4; u++) {
@@ -176,7 +197,7 @@ static void attention_tile(int nt, int t0, int d, int n_keys, int causal, float 
         }
         for (; c0 < d; c0++)
             for (int j = 0; j < nb; j++) {
-                __m256 vb = _mm256_broadcast_ss(v + (size_t)(j0 + j) * ldkv + c0);
+                __m256 vb = _mm256_broadcast_ss(kv_row_f32(v, j0 + j, ldkv, buf[j], f16) + c0);
                 acc[c0][0] = _mm256_fmadd_ps(sc[j][0], vb, acc[c0][0]);
                 acc[c0][1] = _mm256_fmadd_ps(sc[j][1], vb, acc[c0][1]);
             }
@@ -195,16 +216,16 @@ static void attention_tile(int nt, int t0, int d, int n_keys, int causal, float 
     }
 }
 
-/* Contract: kernels.h attention; head_dim <= 256 (any value, tails masked), n_heads a multiple
- * of n_kv_heads, heads [h0, h1), queries 0..nq; reads keys/values 0..n_keys only. */
-void attention_avx2(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
-                    int n_keys, int causal, float scale, const float *q, size_t ldq,
-                    const float *k, const float *v, size_t ldkv, float *out, size_t ldo)
+/* attention and attention_f16kv (contract: kernels.h); head_dim <= 256 (any value, tails
+ * masked), n_heads a multiple of n_kv_heads, heads [h0, h1), queries 0..nq; reads keys/values
+ * 0..n_keys only. */
+KV_INLINE void attention_body(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim, int n_keys, int causal,
+                              float scale, const float *q, size_t ldq, const void *k, const void *v, size_t ldkv,
+                              float *out, size_t ldo, int f16)
 {
     int group = n_heads / n_kv_heads;
     int d = head_dim;
     int dv = d & ~7;
-    __m256i dmask = lane_mask(d - dv);
     __m256 acc[32]; /* head_dim <= 256 */
     float sc[KB];
     if (nq >= 2) {
@@ -213,7 +234,8 @@ void attention_avx2(int h0, int h1, int nq, int n_heads, int n_kv_heads, int hea
             for (int t0 = 0; t0 < nq; t0 += QL) {
                 int nt = nq - t0 < QL ? nq - t0 : QL;
                 attention_tile(nt, t0, d, n_keys, causal, scale, q + (size_t)t0 * ldq + (size_t)h * d, ldq,
-                               k + (size_t)g * d, v + (size_t)g * d, ldkv, out + (size_t)t0 * ldo + (size_t)h * d, ldo);
+                               kv_at(k, (size_t)g * d, f16), kv_at(v, (size_t)g * d, f16), ldkv,
+                               out + (size_t)t0 * ldo + (size_t)h * d, ldo, f16);
             }
         }
         return;
@@ -232,7 +254,7 @@ void attention_avx2(int h0, int h1, int nq, int n_heads, int n_kv_heads, int hea
                 int nb = nk - j0 < KB ? nk - j0 : KB;
                 float bmax = -INFINITY;
                 for (int j = 0; j < nb; j++) {
-                    sc[j] = dot_d(qt, k + (size_t)(j0 + j) * ldkv + (size_t)g * d, d) * scale;
+                    sc[j] = dot_d(qt, kv_at(k, (size_t)(j0 + j) * ldkv + (size_t)g * d, f16), d, f16) * scale;
                     bmax = sc[j] > bmax ? sc[j] : bmax;
                 }
                 if (bmax > mx) {
@@ -261,13 +283,13 @@ void attention_avx2(int h0, int h1, int nq, int n_heads, int n_kv_heads, int hea
                 }
                 sum += hsum8(psum);
                 for (j = 0; j < nb; j++) {
-                    const float *vj = v + (size_t)(j0 + j) * ldkv + (size_t)g * d;
+                    const void *vj = kv_at(v, (size_t)(j0 + j) * ldkv + (size_t)g * d, f16);
                     __m256 p = _mm256_set1_ps(sc[j]);
                     int i = 0;
                     for (; i < dv; i += 8)
-                        acc[i / 8] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + i), acc[i / 8]);
+                        acc[i / 8] = _mm256_fmadd_ps(p, kv_load8(kv_at(vj, (size_t)i, f16), f16), acc[i / 8]);
                     if (i < d)
-                        acc[i / 8] = _mm256_fmadd_ps(p, _mm256_maskload_ps(vj + i, dmask), acc[i / 8]);
+                        acc[i / 8] = _mm256_fmadd_ps(p, kv_tail8(kv_at(vj, (size_t)i, f16), d - i, f16), acc[i / 8]);
                 }
             }
             float *ot = out + (size_t)t * ldo + (size_t)h * d;
@@ -276,7 +298,23 @@ void attention_avx2(int h0, int h1, int nq, int n_heads, int n_kv_heads, int hea
             for (; i < dv; i += 8)
                 _mm256_storeu_ps(ot + i, _mm256_mul_ps(acc[i / 8], inv));
             if (i < d)
-                _mm256_maskstore_ps(ot + i, dmask, _mm256_mul_ps(acc[i / 8], inv));
+                _mm256_maskstore_ps(ot + i, lane_mask(d - i), _mm256_mul_ps(acc[i / 8], inv));
         }
     }
+}
+
+void attention_avx2(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
+                    int n_keys, int causal, float scale, const float *q, size_t ldq,
+                    const float *k, const float *v, size_t ldkv, float *out, size_t ldo)
+{
+    attention_body(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out, ldo,
+                   0);
+}
+
+void attention_f16kv_avx2(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
+                          int n_keys, int causal, float scale, const float *q, size_t ldq,
+                          const uint16_t *k, const uint16_t *v, size_t ldkv, float *out, size_t ldo)
+{
+    attention_body(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out, ldo,
+                   1);
 }

@@ -1,4 +1,4 @@
-/* norm.c (avx2): rmsnorm, layernorm and the elementwise ops (activations, add).
+/* norm.c (avx2): rmsnorm, layernorm and the elementwise ops (activations, add, to_f16).
  * Reductions use one 8-lane accumulator and hsum8; elementwise ops run 8 lanes at a time from
  * i0 with a masked tail, lanes independent, so any split of [i0, i1) gives the same bits.
  * exp comes from exp8 (simd.h, ~2 ulp), erf from a rational/exponential fit (abs error < 2e-7);
@@ -175,5 +175,23 @@ void add_avx2(size_t i0, size_t i1, float *y, const float *x)
     if (i < i1) {
         __m256i mk = lane_mask((int)(i1 - i));
         _mm256_maskstore_ps(y + i, mk, _mm256_add_ps(_mm256_maskload_ps(y + i, mk), _mm256_maskload_ps(x + i, mk)));
+    }
+}
+
+/* Contract: kernels.h to_f16; bit for bit the reference (vcvtps2ph rounds to nearest even,
+ * keeps subnormals and NaN payloads as f32_to_f16 does). The tail goes through a zero-padded
+ * vector: only x[i0:i1] is read and y[i0:i1] written. */
+void to_f16_avx2(size_t i0, size_t i1, const float *x, uint16_t *y)
+{
+    size_t i = i0;
+    for (; i + 8 <= i1; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    if (i < i1) {
+        int r = (int)(i1 - i);
+        uint16_t t[8];
+        __m256 xt = _mm256_maskload_ps(x + i, lane_mask(r));
+        _mm_storeu_si128((__m128i *)t, _mm256_cvtps_ph(xt, _MM_FROUND_TO_NEAREST_INT));
+        for (int j = 0; j < r; j++)
+            y[i + j] = t[j];
     }
 }

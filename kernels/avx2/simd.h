@@ -1,11 +1,12 @@
 /* simd.h (avx2): small AVX2 helpers shared by the kernels of this directory and of
  * kernels/avx512/ (which is built with a superset of the flags): fixed-order horizontal sums,
- * tail loads, f16 scale conversion, and a vector exp. All static inline: files built with
- * different -m flags must never share an out-of-line copy. */
+ * tail loads, f16 conversion (scales, K/V rows), and a vector exp. All static inline: files
+ * built with different -m flags must never share an out-of-line copy. */
 #ifndef VLM_AVX2_SIMD_H
 #define VLM_AVX2_SIMD_H
 
 #include <immintrin.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Sum of the 8 lanes in one fixed order ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)): every kernel
@@ -44,6 +45,42 @@ static inline __m256 load_h8_tail(const uint16_t *p, int r)
     for (int i = 0; i < r; i++)
         t[i] = p[i];
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)t));
+}
+
+/* f16 -> f32 of a row of n elements (exact); reads src[0:n], writes dst[0:n]. */
+static inline void h2f_row(const uint16_t *src, float *dst, int n)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    if (i < n)
+        _mm256_maskstore_ps(dst + i, lane_mask(n - i), load_h8_tail(src + i, n - i));
+}
+
+/* K/V rows of the attention kernels (kernels/avx2/attn.c, kernels/avx512/attn.c), f32 or f16
+ * elements; f16 is a compile-time constant at every call (the functions taking it are always
+ * inlined into each level's two exported kernels, one per element type). */
+#define KV_INLINE static inline __attribute__((always_inline))
+
+/* The address of element i of a K/V array. */
+KV_INLINE const void *kv_at(const void *p, size_t i, int f16)
+{
+    return f16 ? (const void *)((const uint16_t *)p + i) : (const void *)((const float *)p + i);
+}
+
+/* Row p (d elements) as f32: an f32 row in place, an f16 row widened into buf. */
+KV_INLINE const float *kv_row(const void *p, int d, float *buf, int f16)
+{
+    if (!f16)
+        return (const float *)p;
+    h2f_row((const uint16_t *)p, buf, d);
+    return buf;
+}
+
+/* Row j (stride ld) of an f32 array, or its copy in buf that the caller widened before. */
+KV_INLINE const float *kv_row_f32(const void *p, int j, size_t ld, const float *buf, int f16)
+{
+    return f16 ? buf : (const float *)p + (size_t)j * ld;
 }
 
 /* exp(x) for 8 lanes: range reduction x = n ln2 + r with a two-part ln2 (|r| <= ln2/2), a

@@ -5,7 +5,9 @@
  * maximum lane-wise, one rescale when some lane's maximum rises, vector exp, then
  * acc[c] += p_j * v[j][c]. A lane never depends on the others (a masked causal key gives
  * p = 0 and r = 1 exactly), so tiles and head ranges never change a result. nq == 1 (decode)
- * keeps the AVX2 one-query path. */
+ * keeps the AVX2 one-query path. attention and attention_f16kv share one body, specialised by a
+ * compile-time element type: f16 key and value rows are widened exactly (F16C) into a stack
+ * buffer once per tile, then the arithmetic is the f32 kernel's. */
 #ifndef __AVX512F__
 #error "kernels/avx512 files must be built with -mavx512f -mavx512bw -mavx512vl -mavx512vnni"
 #endif
@@ -13,13 +15,19 @@
 #include <math.h>
 
 #include "../avx2/kernels_avx2.h"
+#include "../avx2/simd.h"
 #include "kernels.h"
 
 void attention_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
                       int n_keys, int causal, float scale, const float *q, size_t ldq,
                       const float *k, const float *v, size_t ldkv, float *out, size_t ldo);
+void attention_f16kv_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
+                            int n_keys, int causal, float scale, const float *q, size_t ldq,
+                            const uint16_t *k, const uint16_t *v, size_t ldkv, float *out, size_t ldo);
 
-enum { KB = 64, QL = 16 }; /* keys per softmax block, queries per tile */
+/* Keys per softmax block (KB16 in the f16 tiles, whose widened value rows must fit the stack),
+ * queries per tile. */
+enum { KB = 64, KB16 = 16, QL = 16 };
 
 /* exp(x) for 16 lanes, the algorithm and constants of exp8 (kernels/avx2/simd.h): two-part
  * ln 2 range reduction, degree-6 polynomial, 2^n in two factors; x < -87.3 gives 0, x > 88.7
@@ -54,11 +62,14 @@ static inline __m512 exp16(__m512 x)
 }
 
 /* One tile: queries t0 .. t0 + nt - 1 (nt <= QL) of one head; q, k, v, out already offset to
- * the head (q, out: query t0). */
-static void attention_tile(int nt, int t0, int d, int n_keys, int causal, float scale, const float *q,
-                           size_t ldq, const float *k, const float *v, size_t ldkv, float *out, size_t ldo)
+ * the head (q, out: query t0). f16: blocks of KB16 keys, whose value rows (and each group of 8
+ * key rows) are widened into buf once per tile. */
+KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, float scale, const float *q, size_t ldq,
+                              const void *k, const void *v, size_t ldkv, float *out, size_t ldo, int f16)
 {
     __m512 qt[256], acc[256], sc[KB]; /* 36 KB: head_dim <= 256 */
+    float buf[KB16][256];             /* 16 KB, f16 only: widened key or value rows */
+    const int blk = f16 ? KB16 : KB;  /* keys per softmax block */
     const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     /* Missing lanes repeat the last query: finite scores, never stored. */
     __m512i qidx = _mm512_mullo_epi32(_mm512_min_epi32(lanes, _mm512_set1_epi32(nt - 1)), _mm512_set1_epi32((int)ldq));
@@ -73,14 +84,14 @@ static void attention_tile(int nt, int t0, int d, int n_keys, int causal, float 
     const __m512i lim = _mm512_add_epi32(_mm512_set1_epi32(causal + t0), lanes);
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     __m512 mx = ninf, sum = _mm512_setzero_ps();
-    for (int j0 = 0; j0 < nk; j0 += KB) {
-        int nb = nk - j0 < KB ? nk - j0 : KB;
+    for (int j0 = 0; j0 < nk; j0 += blk) {
+        int nb = nk - j0 < blk ? nk - j0 : blk;
         __m512 bmax = ninf;
         for (int jj = 0; jj < nb; jj += 8) {
             int ng = nb - jj < 8 ? nb - jj : 8;
             const float *kr[8];
             for (int u = 0; u < 8; u++)
-                kr[u] = k + (size_t)(j0 + jj + (u < ng ? u : ng - 1)) * ldkv;
+                kr[u] = u < ng ? kv_row(kv_at(k, (size_t)(j0 + jj + u) * ldkv, f16), d, buf[u], f16) : kr[ng - 1];
             __m512 s[8];
 #pragma GCC unroll 8
             for (int u = 0; u < 8; u++)
@@ -91,7 +102,7 @@ static void attention_tile(int nt, int t0, int d, int n_keys, int causal, float 
                 for (int u = 0; u < 8; u++)
                     s[u] = _mm512_fmadd_ps(qc, _mm512_set1_ps(kr[u][c]), s[u]);
             }
-            /* All 8 stored (jj + 8 <= KB), so s stays in registers above. */
+            /* All 8 stored (jj + 8 <= KB16 <= KB), so s stays in registers above. */
 #pragma GCC unroll 8
             for (int u = 0; u < 8; u++)
                 sc[jj + u] = s[u];
@@ -118,6 +129,9 @@ static void attention_tile(int nt, int t0, int d, int n_keys, int causal, float 
             sc[j] = p;
             sum = _mm512_add_ps(sum, p);
         }
+        if (f16) /* the block's value rows, widened once */
+            for (int j = 0; j < nb; j++)
+                h2f_row((const uint16_t *)v + (size_t)(j0 + j) * ldkv, buf[j], d);
         /* 16 dimensions per pass: one 64-byte line of each value row, 16 independent chains. */
         int c0 = 0;
         for (; c0 + 16 <= d; c0 += 16) {
@@ -126,7 +140,7 @@ static void attention_tile(int nt, int t0, int d, int n_keys, int causal, float 
             for (int u = 0; u < 16; u++)
                 a[u] = acc[c0 + u];
             for (int j = 0; j < nb; j++) {
-                const float *vj = v + (size_t)(j0 + j) * ldkv + c0;
+                const float *vj = kv_row_f32(v, j0 + j, ldkv, buf[j], f16) + c0;
                 __m512 p = sc[j];
 #pragma GCC unroll 16
                 for (int u = 0; u < 16; u++)
@@ -142,7 +156,7 @@ static void attention_tile(int nt, int t0, int d, int n_keys, int causal, float 
             for (int u = 0; u < 8; u++)
                 a[u] = acc[c0 + u];
             for (int j = 0; j < nb; j++) {
-                const float *vj = v + (size_t)(j0 + j) * ldkv + c0;
+                const float *vj = kv_row_f32(v, j0 + j, ldkv, buf[j], f16) + c0;
                 __m512 p = sc[j];
 #pragma GCC unroll 8
                 for (int u = 0; u < 8; u++)
@@ -154,7 +168,7 @@ static void attention_tile(int nt, int t0, int d, int n_keys, int causal, float 
         }
         for (; c0 < d; c0++)
             for (int j = 0; j < nb; j++)
-                acc[c0] = _mm512_fmadd_ps(sc[j], _mm512_set1_ps(v[(size_t)(j0 + j) * ldkv + c0]), acc[c0]);
+                acc[c0] = _mm512_fmadd_ps(sc[j], _mm512_set1_ps(kv_row_f32(v, j0 + j, ldkv, buf[j], f16)[c0]), acc[c0]);
     }
     /* sum > 0 in every lane (key 0 is always visible) unless there are no keys. */
     __mmask16 pos = _mm512_cmp_ps_mask(sum, _mm512_setzero_ps(), _CMP_GT_OQ);
@@ -167,24 +181,45 @@ static void attention_tile(int nt, int t0, int d, int n_keys, int causal, float 
     }
 }
 
-/* Contract: kernels.h attention; head_dim <= 256, n_heads a multiple of n_kv_heads, heads
- * [h0, h1), queries 0..nq; reads keys/values 0..n_keys only. nq == 1: attention_avx2. */
-void attention_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
-                      int n_keys, int causal, float scale, const float *q, size_t ldq,
-                      const float *k, const float *v, size_t ldkv, float *out, size_t ldo)
+/* attention and attention_f16kv for nq >= 2 (contract: kernels.h); head_dim <= 256, n_heads
+ * a multiple of n_kv_heads, heads [h0, h1), queries 0..nq; reads keys/values 0..n_keys only. */
+KV_INLINE void attention_tiles(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim, int n_keys,
+                               int causal, float scale, const float *q, size_t ldq, const void *k, const void *v,
+                               size_t ldkv, float *out, size_t ldo, int f16)
 {
-    if (nq < 2) {
-        attention_avx2(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv,
-                       out, ldo);
-        return;
-    }
     int group = n_heads / n_kv_heads, d = head_dim;
     for (int h = h0; h < h1; h++) {
         int g = h / group;
         for (int t0 = 0; t0 < nq; t0 += QL) {
             int nt = nq - t0 < QL ? nq - t0 : QL;
             attention_tile(nt, t0, d, n_keys, causal, scale, q + (size_t)t0 * ldq + (size_t)h * d, ldq,
-                           k + (size_t)g * d, v + (size_t)g * d, ldkv, out + (size_t)t0 * ldo + (size_t)h * d, ldo);
+                           kv_at(k, (size_t)g * d, f16), kv_at(v, (size_t)g * d, f16), ldkv,
+                           out + (size_t)t0 * ldo + (size_t)h * d, ldo, f16);
         }
     }
+}
+
+/* nq == 1: the AVX2 one-query kernels. */
+void attention_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
+                      int n_keys, int causal, float scale, const float *q, size_t ldq,
+                      const float *k, const float *v, size_t ldkv, float *out, size_t ldo)
+{
+    if (nq < 2)
+        attention_avx2(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out,
+                       ldo);
+    else
+        attention_tiles(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out,
+                        ldo, 0);
+}
+
+void attention_f16kv_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
+                            int n_keys, int causal, float scale, const float *q, size_t ldq,
+                            const uint16_t *k, const uint16_t *v, size_t ldkv, float *out, size_t ldo)
+{
+    if (nq < 2)
+        attention_f16kv_avx2(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv,
+                             out, ldo);
+    else
+        attention_tiles(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out,
+                        ldo, 1);
 }

@@ -1,7 +1,10 @@
-/* attn.c (neon): Armv8.0 Advanced SIMD scaled dot-product attention with grouped KV heads.
- * The same streaming (online) softmax as the reference, but over blocks of 4 keys: 4 scores
- * from 4 vector dot products, one running-maximum update per block, 4 exponentials in one
- * neon_exp_f32, then the weighted sum of the 4 value rows into the accumulator. */
+/* attn.c (neon): Armv8.0 Advanced SIMD scaled dot-product attention with grouped KV heads,
+ * over f32 or f16 keys and values. The same streaming (online) softmax as the reference, but
+ * over blocks of 4 keys: 4 scores from 4 vector dot products, one running-maximum update per
+ * block, 4 exponentials in one neon_exp_f32, then the weighted sum of the 4 value rows into the
+ * accumulator. attention and attention_f16kv share one body, specialised by a compile-time
+ * element type: f16 elements are widened exactly (fcvtl, part of Armv8.0) as they are loaded,
+ * then the arithmetic is the f32 kernel's. */
 #if !defined(__aarch64__) || !defined(__ARM_NEON)
 #error "kernels/neon/attn.c needs aarch64 Advanced SIMD"
 #endif
@@ -9,38 +12,65 @@
 
 #include "neon.h"
 
+/* K/V access for both element types; f16 is a compile-time constant at every call (the
+ * functions taking it are always inlined into the two exported kernels). */
+#define KV_INLINE static inline __attribute__((always_inline))
+
+/* The address of element i of a K/V array. */
+KV_INLINE const void *kv_at(const void *p, size_t i, int f16)
+{
+    return f16 ? (const void *)((const uint16_t *)p + i) : (const void *)((const float *)p + i);
+}
+
+/* Elements i .. i + 3 of row p as f32. */
+KV_INLINE float32x4_t kv_load4(const void *p, int i, int f16)
+{
+    if (f16)
+        return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)p + i)));
+    return vld1q_f32((const float *)p + i);
+}
+
+/* Element i of row p as f32. */
+KV_INLINE float kv_load1(const void *p, int i, int f16)
+{
+    if (f16)
+        return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(((const uint16_t *)p)[i]))), 0);
+    return ((const float *)p)[i];
+}
+
 /* Scores of one query against 4 key rows (kr[3] may repeat a real row: the caller masks),
  * each q . k summed as one 4-lane FMA accumulator then (l0 + l1) + (l2 + l3) then the
  * head_dim % 4 leftovers. */
-static inline float32x4_t scores4(const float *qt, const float *const kr[4], int d)
+KV_INLINE float32x4_t scores4(const float *qt, const void *const kr[4], int d, int f16)
 {
     float32x4_t s0 = vdupq_n_f32(0.0f), s1 = s0, s2 = s0, s3 = s0;
     int i = 0;
     for (; i + 4 <= d; i += 4) {
         float32x4_t qv = vld1q_f32(qt + i);
-        s0 = vfmaq_f32(s0, qv, vld1q_f32(kr[0] + i));
-        s1 = vfmaq_f32(s1, qv, vld1q_f32(kr[1] + i));
-        s2 = vfmaq_f32(s2, qv, vld1q_f32(kr[2] + i));
-        s3 = vfmaq_f32(s3, qv, vld1q_f32(kr[3] + i));
+        s0 = vfmaq_f32(s0, qv, kv_load4(kr[0], i, f16));
+        s1 = vfmaq_f32(s1, qv, kv_load4(kr[1], i, f16));
+        s2 = vfmaq_f32(s2, qv, kv_load4(kr[2], i, f16));
+        s3 = vfmaq_f32(s3, qv, kv_load4(kr[3], i, f16));
     }
     float32x4_t s = neon_hsum4_f32(s0, s1, s2, s3);
     if (i < d) {
         float tl[4] = {0, 0, 0, 0};
         for (; i < d; i++)
             for (int r = 0; r < 4; r++)
-                tl[r] = fmaf(qt[i], kr[r][i], tl[r]);
+                tl[r] = fmaf(qt[i], kv_load1(kr[r], i, f16), tl[r]);
         s = vaddq_f32(s, vld1q_f32(tl));
     }
     return s;
 }
 
-/* Contract: kernels.h (head_dim <= 256). Keys of a block past the causal/n_keys limit read a
- * real key row again and get weight exactly 0, so nothing past the limit is read. Heads are
- * what threads split, and a head's arithmetic does not depend on h0/h1. Accuracy: scores like
- * a gemm row, exponentials within 2.5e-7 relative (neon_exp_f32), sums in another order. */
-void attention_neon(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
-                    int n_keys, int causal, float scale, const float *q, size_t ldq,
-                    const float *k, const float *v, size_t ldkv, float *out, size_t ldo)
+/* attention and attention_f16kv. Contract: kernels.h (head_dim <= 256). Keys of a block past
+ * the causal/n_keys limit read a real key row again and get weight exactly 0, so nothing past
+ * the limit is read. Heads are what threads split, and a head's arithmetic does not depend on
+ * h0/h1. Accuracy: scores like a gemm row, exponentials within 2.5e-7 relative
+ * (neon_exp_f32), sums in another order. */
+KV_INLINE void attention_body(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim, int n_keys, int causal,
+                              float scale, const float *q, size_t ldq, const void *k, const void *v, size_t ldkv,
+                              float *out, size_t ldo, int f16)
 {
     int group = n_heads / n_kv_heads;
     int d = head_dim;
@@ -58,14 +88,14 @@ void attention_neon(int h0, int h1, int nq, int n_heads, int n_kv_heads, int hea
                 acc[i] = 0;
             for (int j = 0; j < nk; j += 4) {
                 int jn = nk - j < 4 ? nk - j : 4;
-                const float *kr[4], *vr[4];
+                const void *kr[4], *vr[4];
                 for (int r = 0; r < 4; r++) {
                     size_t off = (size_t)(j + (r < jn ? r : jn - 1)) * ldkv + (size_t)g * d;
-                    kr[r] = k + off;
-                    vr[r] = v + off;
+                    kr[r] = kv_at(k, off, f16);
+                    vr[r] = kv_at(v, off, f16);
                 }
                 float sc[4];
-                vst1q_f32(sc, vmulq_n_f32(scores4(qt, kr, d), scale));
+                vst1q_f32(sc, vmulq_n_f32(scores4(qt, kr, d, f16), scale));
                 float bmax = sc[0];
                 for (int r = 1; r < jn; r++)
                     bmax = sc[r] > bmax ? sc[r] : bmax;
@@ -90,15 +120,18 @@ void attention_neon(int h0, int h1, int nq, int n_heads, int n_kv_heads, int hea
                 int i = 0;
                 for (; i + 4 <= d; i += 4) {
                     float32x4_t a = vld1q_f32(acc + i);
-                    a = vfmaq_n_f32(a, vld1q_f32(vr[0] + i), p[0]);
-                    a = vfmaq_n_f32(a, vld1q_f32(vr[1] + i), p[1]);
-                    a = vfmaq_n_f32(a, vld1q_f32(vr[2] + i), p[2]);
-                    a = vfmaq_n_f32(a, vld1q_f32(vr[3] + i), p[3]);
+                    a = vfmaq_n_f32(a, kv_load4(vr[0], i, f16), p[0]);
+                    a = vfmaq_n_f32(a, kv_load4(vr[1], i, f16), p[1]);
+                    a = vfmaq_n_f32(a, kv_load4(vr[2], i, f16), p[2]);
+                    a = vfmaq_n_f32(a, kv_load4(vr[3], i, f16), p[3]);
                     vst1q_f32(acc + i, a);
                 }
-                for (; i < d; i++)
-                    acc[i] = fmaf(vr[3][i], p[3],
-                                  fmaf(vr[2][i], p[2], fmaf(vr[1][i], p[1], fmaf(vr[0][i], p[0], acc[i]))));
+                for (; i < d; i++) {
+                    float a = fmaf(kv_load1(vr[0], i, f16), p[0], acc[i]);
+                    a = fmaf(kv_load1(vr[1], i, f16), p[1], a);
+                    a = fmaf(kv_load1(vr[2], i, f16), p[2], a);
+                    acc[i] = fmaf(kv_load1(vr[3], i, f16), p[3], a);
+                }
             }
             float *ot = out + (size_t)t * ldo + (size_t)h * d;
             float inv = sum > 0 ? 1.0f / sum : 0.0f;
@@ -109,4 +142,20 @@ void attention_neon(int h0, int h1, int nq, int n_heads, int n_kv_heads, int hea
                 ot[i] = acc[i] * inv;
         }
     }
+}
+
+void attention_neon(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
+                    int n_keys, int causal, float scale, const float *q, size_t ldq,
+                    const float *k, const float *v, size_t ldkv, float *out, size_t ldo)
+{
+    attention_body(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out, ldo,
+                   0);
+}
+
+void attention_f16kv_neon(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
+                          int n_keys, int causal, float scale, const float *q, size_t ldq,
+                          const uint16_t *k, const uint16_t *v, size_t ldkv, float *out, size_t ldo)
+{
+    attention_body(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out, ldo,
+                   1);
 }

@@ -1,5 +1,5 @@
 /* elem.c (neon): the Armv8.0 Advanced SIMD row and elementwise kernels: rmsnorm, layernorm,
- * silu_mul, quick_gelu, gelu_erf, add, rope, dwconv3x3.
+ * silu_mul, quick_gelu, gelu_erf, add, to_f16, rope, dwconv3x3.
  * Elementwise kernels compute a ragged tail through a 4-lane scratch vector with the same code
  * as the body, so an element's bits never depend on where [i0, i1) starts or ends. */
 #if !defined(__aarch64__) || !defined(__ARM_NEON)
@@ -157,6 +157,23 @@ void add_neon(size_t i0, size_t i1, float *y, const float *x)
         vst1q_f32(y + i, vaddq_f32(vld1q_f32(y + i), vld1q_f32(x + i)));
     for (; i < i1; i++)
         y[i] += x[i];
+}
+
+/* Bit for bit the reference: fcvtn rounds to nearest even (the default FPCR mode; FZ and DN
+ * clear, as Linux starts every thread), keeps subnormal results and NaN payloads as
+ * f32_to_f16 does. The tail goes through a zero-padded 4-lane vector. */
+void to_f16_neon(size_t i0, size_t i1, const float *x, uint16_t *y)
+{
+    size_t i = i0;
+    for (; i + 4 <= i1; i += 4)
+        vst1_u16(y + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
+    if (i < i1) {
+        float t[4] = {0, 0, 0, 0};
+        uint16_t h[4];
+        memcpy(t, x + i, (i1 - i) * sizeof *t);
+        vst1_u16(h, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(t))));
+        memcpy(y + i, h, (i1 - i) * sizeof *h);
+    }
 }
 
 /* Bit-identical to rope_ref: the same cosf/sinf of the same float angle, computed once per

@@ -1,6 +1,7 @@
 /* attn.c (ref): rotary position embedding and scaled dot-product attention with grouped
- * KV heads. Attention uses a streaming (online) softmax: one pass over the keys with a running
- * maximum, so no score buffer is needed whatever the sequence length. */
+ * KV heads, over f32 or f16 keys and values. Attention uses a streaming (online) softmax: one
+ * pass over the keys with a running maximum, so no score buffer is needed whatever the
+ * sequence length. */
 #include <math.h>
 
 #include "kernels_ref.h"
@@ -22,9 +23,17 @@ void rope_ref(int h0, int h1, int head_dim, float *x, int pos, const float *inv_
     }
 }
 
-void attention_ref(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
-                   int n_keys, int causal, float scale, const float *q, size_t ldq,
-                   const float *k, const float *v, size_t ldkv, float *out, size_t ldo)
+/* One K or V element as f32: an f16 cache element converts exactly, an f32 one is read. f16 is
+ * a compile-time constant at every call, so each kernel below has its own straight loop. */
+static inline __attribute__((always_inline)) float kv_elem(const void *p, size_t i, int f16)
+{
+    return f16 ? f16_to_f32(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
+/* attention and attention_f16kv (kernels.h): the same arithmetic, K/V elements through kv_elem. */
+static inline __attribute__((always_inline)) void attention_body(
+    int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim, int n_keys, int causal, float scale,
+    const float *q, size_t ldq, const void *k, const void *v, size_t ldkv, float *out, size_t ldo, int f16)
 {
     int group = n_heads / n_kv_heads;
     float acc[256]; /* (head_dim) */
@@ -40,11 +49,10 @@ void attention_ref(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head
             for (int i = 0; i < head_dim; i++)
                 acc[i] = 0;
             for (int j = 0; j < nk; j++) {
-                const float *kj = k + (size_t)j * ldkv + (size_t)g * head_dim;
-                const float *vj = v + (size_t)j * ldkv + (size_t)g * head_dim;
+                size_t row = (size_t)j * ldkv + (size_t)g * head_dim; /* key j, kv head g */
                 float sc = 0;
                 for (int i = 0; i < head_dim; i++)
-                    sc += qt[i] * kj[i];
+                    sc += qt[i] * kv_elem(k, row + (size_t)i, f16);
                 sc *= scale;
                 if (sc > mx) {
                     /* Rescale what was accumulated under the old maximum. */
@@ -57,7 +65,7 @@ void attention_ref(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head
                 float p = expf(sc - mx);
                 sum += p;
                 for (int i = 0; i < head_dim; i++)
-                    acc[i] += p * vj[i];
+                    acc[i] += p * kv_elem(v, row + (size_t)i, f16);
             }
             float *ot = out + (size_t)t * ldo + (size_t)h * head_dim;
             float inv = sum > 0 ? 1.0f / sum : 0.0f;
@@ -65,4 +73,20 @@ void attention_ref(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head
                 ot[i] = acc[i] * inv;
         }
     }
+}
+
+void attention_ref(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
+                   int n_keys, int causal, float scale, const float *q, size_t ldq,
+                   const float *k, const float *v, size_t ldkv, float *out, size_t ldo)
+{
+    attention_body(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out, ldo,
+                   0);
+}
+
+void attention_f16kv_ref(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
+                         int n_keys, int causal, float scale, const float *q, size_t ldq,
+                         const uint16_t *k, const uint16_t *v, size_t ldkv, float *out, size_t ldo)
+{
+    attention_body(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out, ldo,
+                   1);
 }

@@ -1,5 +1,6 @@
 /* quant.c (ref): the q8/q4 block quantizers (one implementation, shared by the converter and
- * the runtime's activation quantization) and row dequantization for embedding lookups. */
+ * the runtime's activation quantization), row dequantization for embedding lookups, and the
+ * f32 -> f16 conversion of rows written to the KV cache. */
 #include <math.h>
 
 #include "kernels_ref.h"
@@ -81,4 +82,10 @@ void dequant_row_ref(int type, int n, const void *row, float *y)
         }
         break;
     }
+}
+
+void to_f16_ref(size_t i0, size_t i1, const float *x, uint16_t *y)
+{
+    for (size_t i = i0; i < i1; i++)
+        y[i] = f32_to_f16(x[i]);
 }
