@@ -52,6 +52,7 @@ all: $(O)/vlm-run $(O)/weights-tool $(LIB) $(BENCHES) $(TESTS) $(FUZZ_REPLAY)
 # Per-ISA flags (pattern-specific, as each ISA file needs).
 $(O)/obj/kernels/avx2/%.o: override CFLAGS += -mavx2 -mfma -mf16c
 $(O)/obj/kernels/avx512/%.o: override CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c
+$(O)/obj/kernels/avx512/gfni.o: override CFLAGS += -mgfni
 $(O)/obj/kernels/neon/%_dot.o: override CFLAGS += -march=armv8.2-a+dotprod
 $(O)/obj/kernels/neon/%_fp16.o: override CFLAGS += -march=armv8.2-a+fp16
 $(O)/obj/kernels/neon/%_i8mm.o: override CFLAGS += -march=armv8.2-a+dotprod+i8mm

@@ -9,6 +9,7 @@
 
 void avx2_fill(kernel_table *t);
 void avx512_fill(kernel_table *t);
+void gfni_fill(kernel_table *t);
 
 static unsigned xcr0(void)
 {
@@ -45,6 +46,17 @@ static int cpu_has_avx512(void)
     return f && bw && vl && vnni;
 }
 
+/* GFNI (cpuid leaf 7, ECX bit 8); asked only after cpu_has_avx512. */
+static int cpu_has_gfni(void)
+{
+    unsigned a, b, c, d;
+    __cpuid_count(7, 0, a, b, c, d);
+    (void)a;
+    (void)b;
+    (void)d;
+    return (c >> 8) & 1;
+}
+
 void isa_fill(kernel_table *t, const char *force, int (*allowed)(const char *, const char *),
               char *available, size_t cap)
 {
@@ -56,6 +68,11 @@ void isa_fill(kernel_table *t, const char *force, int (*allowed)(const char *, c
             isa_append(available, cap, "avx512");
             if (allowed(force, "avx512"))
                 avx512_fill(t);
+            if (cpu_has_gfni()) {
+                isa_append(available, cap, "gfni");
+                if (allowed(force, "gfni"))
+                    gfni_fill(t);
+            }
         }
     }
 }
