@@ -16,8 +16,10 @@ enum { SC = 256 }; /* blocks per super-chunk: the per-block activation data fits
 
 /* One weight row at a time, with a short software prefetch: measured on Zen 4, a single
  * sequential stream reads DRAM 2-3x faster than 2 or 4 interleaved rows (the hardware
- * prefetcher keeps up with one stream); 128 bytes ahead was the best of 128..4096. */
-enum { GEMV_NR = 1, PF = 128 };
+ * prefetcher keeps up with one stream). The software prefetch runs 2 KB ahead, non-temporal (weights
+ * are read once per token; see avx512/gemv_q4.h): with q8 on Zen 4 83-93% of the paired read
+ * bandwidth against 78-99% with T0 128 bytes ahead (noisier); q4 here is compute-bound. */
+enum { GEMV_NR = 1, PF = 2048 };
 
 /* Lane q of the result = sum of the 8 lanes of p[q]. */
 static inline __m256i tree8(const __m256i p[8])
@@ -111,7 +113,7 @@ static inline __attribute__((always_inline)) void gemv_tile(int nr, int q4, int 
             /* Prefetch this row PF bytes ahead (past the row end is harmless: a prefetch never
              * faults). */
             for (size_t o = 0; o < 8 * bsz; o += 64)
-                _mm_prefetch((const char *)wg + PF + o, _MM_HINT_T0);
+                _mm_prefetch((const char *)wg + PF + o, _MM_HINT_NTA);
             __m256i r;
             if (ng == 8) {
                 /* The tree built as the dots come, so few registers are live. */
