@@ -46,11 +46,97 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-enum { M_LOAD, M_IMAGE, M_VIT, M_PROJ, M_PREFILL_TPS, M_GEN_TPS, M_TTFT, M_VIT_CPU, M_PREFILL_CPU, M_GEN_CPU, M_COUNT };
+enum { M_LOAD, M_IMAGE, M_VIT, M_PROJ, M_PREFILL_TPS, M_GEN_TPS, M_TTFT, M_VIT_CPU, M_PREFILL_CPU, M_GEN_CPU,
+       M_READ_GBS, M_ROOF_FRAC, M_COUNT };
 static const char *const metric_names[M_COUNT] = {"load_ms", "image_decode_preprocess_ms", "vision_tower_ms",
                                                   "projector_ms", "prefill_tokens_per_s", "generation_tokens_per_s",
                                                   "time_to_first_token_ms", "vision_tower_cpu_ms",
-                                                  "prefill_cpu_ms_per_token", "generation_cpu_ms_per_token"};
+                                                  "prefill_cpu_ms_per_token", "generation_cpu_ms_per_token",
+                                                  "weights_read_gb_per_s", "generation_of_roofline"};
+
+/* ---------------------------------------------------------------------------------------- */
+/* The roofline of generation: the time plain loads take to read, with the same threads, the
+ * bytes of weights one generated token reads (every LLM tensor but the embedding table, of
+ * which a token reads one row; all of it when it is also the output matrix), in place in the
+ * mapping: the same pages, the same moment as the generation it is compared with. */
+
+#if defined(__x86_64__)
+double read_sum_avx2(const void *buf, size_t bytes);
+double read_sum_avx512(const void *buf, size_t bytes);
+#endif
+
+enum { READ_CHUNK = 1 << 20 };
+
+typedef struct weight_read {
+    const unsigned char *p[4096]; /* (n) chunks of at most READ_CHUNK bytes, multiples of 256 */
+    size_t len[4096];
+    size_t n, bytes;
+    int level; /* 2: avx512 loads, 1: avx2, 0: plain C */
+    double sink[4096];
+} weight_read;
+
+static double read_plain(const unsigned char *p, size_t n)
+{
+    uint64_t s = 0;
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        s += v;
+    }
+    return (double)s;
+}
+
+static void read_task(void *ctx, size_t i0, size_t i1)
+{
+    weight_read *w = ctx;
+    for (size_t i = i0; i < i1; i++) {
+#if defined(__x86_64__)
+        if (w->level == 2)
+            w->sink[i] = read_sum_avx512(w->p[i], w->len[i]);
+        else if (w->level == 1)
+            w->sink[i] = read_sum_avx2(w->p[i], w->len[i]);
+        else
+#endif
+            w->sink[i] = read_plain(w->p[i], w->len[i]);
+    }
+}
+
+/* Chunks of the tensors a generated token reads; 0, or -1 if there are more than fit. */
+static int weight_read_init(const model *m, const char *level, weight_read *w)
+{
+    w->n = w->bytes = 0;
+    w->level = !strcmp(level, "avx512") || !strcmp(level, "gfni") ? 2 : !strcmp(level, "avx2") ? 1 : 0;
+    for (uint32_t i = 0; i < m->wf.n_tensors; i++) {
+        const wf_tensor *t = &m->wf.tensors[i];
+        if (strncmp(t->name, "t.", 2) || (!strcmp(t->name, "t.embed") && !m->cfg.tied_embeddings))
+            continue;
+        for (size_t o = 0; o < t->nbytes; o += READ_CHUNK) {
+            size_t len = t->nbytes - o < READ_CHUNK ? t->nbytes - o : READ_CHUNK;
+            len &= ~(size_t)255;
+            if (!len)
+                continue;
+            if (w->n == sizeof w->p / sizeof w->p[0])
+                return -1;
+            w->p[w->n] = (const unsigned char *)t->data + o;
+            w->len[w->n++] = len;
+            w->bytes += len;
+        }
+    }
+    return 0;
+}
+
+/* Read bandwidth (bytes/s) over the chunks: the best of 3 passes with the model's threads. */
+static double weight_read_bw(model *m, weight_read *w)
+{
+    double best = 1e30;
+    for (int r = 0; r < 3; r++) {
+        double t0 = now_ms();
+        pool_for(m->pool, w->n, 1, read_task, w);
+        double t = now_ms() - t0;
+        best = t < best ? t : best;
+    }
+    return (double)w->bytes / (best / 1e3);
+}
 
 typedef struct first_token {
     double t;
@@ -137,7 +223,7 @@ int main(int argc, char **argv)
 
     double ttft = 0;
     double samples[M_COUNT][100];
-    uint64_t weight_bytes = 0;
+    uint64_t weight_bytes = 0, weight_bytes_per_token = 0;
     for (int r = 0; r < runs; r++) {
         /* Time to first token: the user's path (decode, load, encode, prefill, sample). The first
          * run counts from process start; later runs from the start of the run. */
@@ -222,6 +308,15 @@ int main(int argc, char **argv)
         }
         samples[M_GEN_TPS][r] = n_gen / ((now_ms() - t1) / 1e3);
         samples[M_GEN_CPU][r] = (cpu_ms() - c1) / n_gen;
+        /* Right after: how fast plain loads read the same bytes now. */
+        static weight_read wr;
+        if (weight_read_init(&m, m.K->level, &wr)) {
+            fprintf(stderr, "bench_e2e: %s: more weight chunks than the roofline pass holds\n", model_path);
+            return 1;
+        }
+        samples[M_READ_GBS][r] = weight_read_bw(&m, &wr) / 1e9;
+        samples[M_ROOF_FRAC][r] = samples[M_GEN_TPS][r] / (samples[M_READ_GBS][r] * 1e9 / (double)wr.bytes);
+        weight_bytes_per_token = wr.bytes;
         samples[M_TTFT][r] = ttft;
         free(ids);
         free(emb);
@@ -241,7 +336,8 @@ int main(int argc, char **argv)
                model_path, kt.level, threads, runs, n_prefill, ctx, (unsigned long long)weight_bytes);
         for (int k = 0; k < M_COUNT; k++)
             printf(", \"%s\": %.2f", metric_names[k], med[k]);
-        printf(", \"peak_rss_mb\": %.1f}\n", ru.ru_maxrss / 1024.0);
+        printf(", \"weight_bytes_per_token\": %llu, \"peak_rss_mb\": %.1f}\n",
+               (unsigned long long)weight_bytes_per_token, ru.ru_maxrss / 1024.0);
     } else {
         printf("model %s (%.1f MB), kernels %s, %d threads, median of %d runs\n", model_path, weight_bytes / 1e6,
                kt.level, threads, runs);
@@ -250,7 +346,10 @@ int main(int argc, char **argv)
         printf("  vision tower                %9.1f ms\n", med[M_VIT]);
         printf("  projector                   %9.1f ms\n", med[M_PROJ]);
         printf("  prefill (%d tokens)        %9.1f tokens/s\n", n_prefill, med[M_PREFILL_TPS]);
-        printf("  generation (context %d)    %9.2f tokens/s\n", ctx, med[M_GEN_TPS]);
+        printf("  generation (context %d)    %9.2f tokens/s   (%.0f%% of the roofline: weights read at %.1f GB/s,\n"
+               "                                               %.1f MB per token -> %.1f tokens/s)\n",
+               ctx, med[M_GEN_TPS], 100 * med[M_ROOF_FRAC], med[M_READ_GBS], weight_bytes_per_token / 1e6,
+               med[M_READ_GBS] * 1e9 / (double)weight_bytes_per_token);
         printf("  time to first token         %9.1f ms   (first run from process start)\n", med[M_TTFT]);
         printf("  CPU time (all threads): vision %.1f ms, prefill %.2f ms/token, generation %.2f ms/token\n",
                med[M_VIT_CPU], med[M_PREFILL_CPU], med[M_GEN_CPU]);
