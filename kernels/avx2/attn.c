@@ -180,7 +180,7 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
                 a1[u] = acc[c0 + u][1];
             }
             for (int j = 0; j < nb; j++) {
-                const float *vj = kv_row_f32(v, j0 + j, ldkv, buf[j], f16) + c0;
+                const float *vj = kv_row_f32(v, j0 + j, ldkv, buf, j, f16) + c0;
                 __m256 pa = sc[j][0], pb = sc[j][1];
 #pragma GCC unroll 4
                 for (int u = 0; u < 4; u++) {
@@ -197,7 +197,7 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
         }
         for (; c0 < d; c0++)
             for (int j = 0; j < nb; j++) {
-                __m256 vb = _mm256_broadcast_ss(kv_row_f32(v, j0 + j, ldkv, buf[j], f16) + c0);
+                __m256 vb = _mm256_broadcast_ss(kv_row_f32(v, j0 + j, ldkv, buf, j, f16) + c0);
                 acc[c0][0] = _mm256_fmadd_ps(sc[j][0], vb, acc[c0][0]);
                 acc[c0][1] = _mm256_fmadd_ps(sc[j][1], vb, acc[c0][1]);
             }

@@ -77,10 +77,10 @@ KV_INLINE const float *kv_row(const void *p, int d, float *buf, int f16)
     return buf;
 }
 
-/* Row j (stride ld) of an f32 array, or its copy in buf that the caller widened before. */
-KV_INLINE const float *kv_row_f32(const void *p, int j, size_t ld, const float *buf, int f16)
+/* Row j (stride ld) of an f32 array; f16: row jb of buf, where the caller widened it before. */
+KV_INLINE const float *kv_row_f32(const void *p, int j, size_t ld, float (*buf)[256], int jb, int f16)
 {
-    return f16 ? buf : (const float *)p + (size_t)j * ld;
+    return f16 ? buf[jb] : (const float *)p + (size_t)j * ld;
 }
 
 /* exp(x) for 8 lanes: range reduction x = n ln2 + r with a two-part ln2 (|r| <= ln2/2), a

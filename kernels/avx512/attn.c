@@ -140,7 +140,7 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
             for (int u = 0; u < 16; u++)
                 a[u] = acc[c0 + u];
             for (int j = 0; j < nb; j++) {
-                const float *vj = kv_row_f32(v, j0 + j, ldkv, buf[j], f16) + c0;
+                const float *vj = kv_row_f32(v, j0 + j, ldkv, buf, j, f16) + c0;
                 __m512 p = sc[j];
 #pragma GCC unroll 16
                 for (int u = 0; u < 16; u++)
@@ -156,7 +156,7 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
             for (int u = 0; u < 8; u++)
                 a[u] = acc[c0 + u];
             for (int j = 0; j < nb; j++) {
-                const float *vj = kv_row_f32(v, j0 + j, ldkv, buf[j], f16) + c0;
+                const float *vj = kv_row_f32(v, j0 + j, ldkv, buf, j, f16) + c0;
                 __m512 p = sc[j];
 #pragma GCC unroll 8
                 for (int u = 0; u < 8; u++)
@@ -167,8 +167,10 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
                 acc[c0 + u] = a[u];
         }
         for (; c0 < d; c0++)
-            for (int j = 0; j < nb; j++)
-                acc[c0] = _mm512_fmadd_ps(sc[j], _mm512_set1_ps(kv_row_f32(v, j0 + j, ldkv, buf[j], f16)[c0]), acc[c0]);
+            for (int j = 0; j < nb; j++) {
+                const float *vj = kv_row_f32(v, j0 + j, ldkv, buf, j, f16);
+                acc[c0] = _mm512_fmadd_ps(sc[j], _mm512_set1_ps(vj[c0]), acc[c0]);
+            }
     }
     /* sum > 0 in every lane (key 0 is always visible) unless there are no keys. */
     __mmask16 pos = _mm512_cmp_ps_mask(sum, _mm512_setzero_ps(), _CMP_GT_OQ);
