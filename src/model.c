@@ -1,6 +1,7 @@
 /* model.c: binding a validated weight file to the model structure (every tensor by name, with
  * its exact type and shape derived from the bounded configuration) and the forward passes:
- * CLIP vision tower, LDPv2 / LDP projector, LLaMA with grouped-query attention and a KV cache.
+ * CLIP vision tower, LDPv2 / LDP projector, LLaMA with grouped-query attention and a KV cache
+ * (f16 by default, f32 on request: see model_set_kv_f32).
  * The forward passes are straight-line code over the kernel table; threads split output
  * ranges through the pool (ops below), never the arithmetic of one element. */
 #include "model.h"
@@ -25,8 +26,9 @@ static double now_ms(void)
 
 typedef struct op_job {
     const kernel_table *K;
-    int rows, n, h, w, c, stride, oh, ow, nq, n_heads, n_kv, head_dim, n_keys, causal;
-    const float *x, *wt, *b, *bias, *k, *v;
+    int rows, n, h, w, c, stride, oh, ow, nq, n_heads, n_kv, head_dim, n_keys, causal, kv_f16;
+    const float *x, *wt, *b, *bias;
+    const void *k, *v; /* attention: float, or uint16_t when kv_f16 */
     size_t ldx, ldy, ldkv;
     float *y;
     float eps, scale;
@@ -167,19 +169,56 @@ static void elementwise(model *m, void (*fn)(size_t, size_t, float *), float *x,
 static void attention_task(void *ctx, size_t h0, size_t h1)
 {
     const op_job *j = ctx;
-    j->K->attention((int)h0, (int)h1, j->nq, j->n_heads, j->n_kv, j->head_dim, j->n_keys, j->causal,
-                    j->scale, j->x, j->ldx, j->k, j->v, j->ldkv, j->y, j->ldy);
+    if (j->kv_f16)
+        j->K->attention_f16kv((int)h0, (int)h1, j->nq, j->n_heads, j->n_kv, j->head_dim, j->n_keys, j->causal,
+                              j->scale, j->x, j->ldx, j->k, j->v, j->ldkv, j->y, j->ldy);
+    else
+        j->K->attention((int)h0, (int)h1, j->nq, j->n_heads, j->n_kv, j->head_dim, j->n_keys, j->causal,
+                        j->scale, j->x, j->ldx, j->k, j->v, j->ldkv, j->y, j->ldy);
 }
 
-/* out (nq, n_heads*head_dim) = attention of q over n_keys cached keys/values. */
+/* out (nq, n_heads*head_dim) = attention of q over n_keys keys/values (n_keys, n_kv*head_dim),
+ * f32 or, with kv_f16, f16. */
 static void attention(model *m, int nq, int n_heads, int n_kv, int head_dim, int n_keys, int causal,
-                      const float *q, const float *k, const float *v, float *out)
+                      const float *q, const void *k, const void *v, int kv_f16, float *out)
 {
     op_job j = {.K = m->K, .nq = nq, .n_heads = n_heads, .n_kv = n_kv, .head_dim = head_dim,
-                .n_keys = n_keys, .causal = causal, .scale = 1.0f / sqrtf((float)head_dim),
+                .n_keys = n_keys, .causal = causal, .kv_f16 = kv_f16, .scale = 1.0f / sqrtf((float)head_dim),
                 .x = q, .ldx = (size_t)n_heads * head_dim, .k = k, .v = v,
                 .ldkv = (size_t)n_kv * head_dim, .y = out, .ldy = (size_t)n_heads * head_dim};
     pool_for(m->pool, (size_t)n_heads, 1, attention_task, &j);
+}
+
+/* Writing new rows into the KV cache: n elements of k and v, f32, to the cache's type. */
+typedef struct kv_store_job {
+    const kernel_table *K;
+    const float *k, *v; /* (n) */
+    void *kc, *vc;      /* (n) float or uint16_t */
+    int f32;
+} kv_store_job;
+
+static void kv_store_task(void *ctx, size_t i0, size_t i1)
+{
+    const kv_store_job *j = ctx;
+    if (j->f32) {
+        memcpy((float *)j->kc + i0, j->k + i0, (i1 - i0) * sizeof(float));
+        memcpy((float *)j->vc + i0, j->v + i0, (i1 - i0) * sizeof(float));
+    } else {
+        j->K->to_f16(i0, i1, j->k, j->kc);
+        j->K->to_f16(i0, i1, j->v, j->vc);
+    }
+}
+
+/* Positions pos0 .. pos0 + T - 1 of layer l's cache = k, v (T, kv_dim) in f32. */
+static void kv_store(model *m, uint32_t l, int pos0, int T, const float *k, const float *v)
+{
+    size_t kv_dim = (size_t)m->cfg.n_kv_heads * m->cfg.head_dim;
+    size_t n = (size_t)T * kv_dim;
+    size_t off = (size_t)pos0 * kv_dim * (m->kv_f32 ? sizeof(float) : sizeof(uint16_t));
+    kv_store_job j = {.K = m->K, .k = k, .v = v, .kc = (char *)m->kcache[l] + off, .vc = (char *)m->vcache[l] + off,
+                      .f32 = m->kv_f32};
+    /* One token's rows (a few thousand elements) are not worth waking the threads. */
+    pool_for(m->pool, n, grain_for(m, n, 8192), kv_store_task, &j);
 }
 
 static void dwconv_task(void *ctx, size_t c0, size_t c1)
@@ -239,7 +278,7 @@ static void vit_forward(model *m, const float *pixels)
         layernorm(m, T, C, x, L->ln1_w, L->ln1_b, c->v_ln_eps, y);
         linear_out qkv[3] = {{&L->wq, L->bq, q, C}, {&L->wk, L->bk, k, C}, {&L->wv, L->bv, v, C}};
         linear_group(m, y, C, T, qkv, 3);
-        attention(m, T, (int)c->v_heads, (int)c->v_heads, C / (int)c->v_heads, T, -1, q, k, v, y);
+        attention(m, T, (int)c->v_heads, (int)c->v_heads, C / (int)c->v_heads, T, -1, q, k, v, 0, y);
         linear(m, &L->wo, y, C, T, L->bo, q, C);
         m->K->add(0, (size_t)T * C, x, q);
         layernorm(m, T, C, x, L->ln2_w, L->ln2_b, c->v_ln_eps, y);
@@ -342,6 +381,8 @@ int model_embed(model *m, const int *ids, int n, float *out, vlm_error *e)
     return 0;
 }
 
+/* Grows every layer's cache to hold `needed` positions (capacity doubling from 256, at most
+ * the context), keeping what it holds. */
 static int ensure_kv(model *m, int needed, vlm_error *e)
 {
     if (needed <= m->kv_cap)
@@ -351,12 +392,15 @@ static int ensure_kv(model *m, int needed, vlm_error *e)
         cap *= 2;
     if ((uint32_t)cap > m->cfg.max_seq_len)
         cap = (int)m->cfg.max_seq_len;
-    size_t kv_dim = (size_t)m->cfg.n_kv_heads * m->cfg.head_dim;
+    size_t bytes;
+    if (ck_mul3((size_t)m->cfg.n_kv_heads * m->cfg.head_dim, (size_t)cap, m->kv_f32 ? sizeof(float) : sizeof(uint16_t),
+                &bytes))
+        return vlm_fail(e, VLM_ENOMEM, "a KV cache of %d positions overflows", cap);
     for (uint32_t l = 0; l < m->cfg.n_layers; l++) {
-        float *k = realloc(m->kcache[l], sizeof(float) * kv_dim * cap);
+        void *k = realloc(m->kcache[l], bytes);
         if (k)
             m->kcache[l] = k;
-        float *v = realloc(m->vcache[l], sizeof(float) * kv_dim * cap);
+        void *v = realloc(m->vcache[l], bytes);
         if (v)
             m->vcache[l] = v;
         if (!k || !v)
@@ -364,6 +408,21 @@ static int ensure_kv(model *m, int needed, vlm_error *e)
     }
     m->kv_cap = cap;
     return 0;
+}
+
+void model_set_kv_f32(model *m, int f32)
+{
+    f32 = f32 != 0;
+    if (f32 == m->kv_f32)
+        return;
+    for (uint32_t l = 0; l < m->cfg.n_layers; l++) {
+        free(m->kcache[l]);
+        free(m->vcache[l]);
+        m->kcache[l] = m->vcache[l] = NULL;
+    }
+    m->kv_cap = 0;
+    m->n_past = 0;
+    m->kv_f32 = f32;
 }
 
 /* Grows the activation buffers to `rows` rows of the widest layer. */
@@ -392,20 +451,25 @@ int model_forward(model *m, const float *emb, int T, float *logits, vlm_error *e
     float *att = m->buf[3]; /* (T, H*hd) */
     float *g = m->buf[4];  /* (T, F) */
     float *u = m->buf[5];  /* (T, F) */
+    /* The new keys and values (T, kv_dim) in f32, in the MLP's buffers (free until then and
+     * kv_dim <= dim <= their width), until they are stored into the cache. */
+    float *kn = g;
+    float *vn = u;
     memmove(x, emb, sizeof(float) * (size_t)T * D);
 
     for (uint32_t l = 0; l < c->n_layers; l++) {
         const llm_layer *L = &m->llm[l];
-        float *kc = m->kcache[l] + (size_t)pos0 * kv_dim; /* (T, kv_dim) new rows */
-        float *vc = m->vcache[l] + (size_t)pos0 * kv_dim;
         rmsnorm(m, T, D, x, L->attn_norm, c->rms_eps, xb);
-        linear_out qkv[3] = {{&L->wq, NULL, q, (size_t)H * hd}, {&L->wk, NULL, kc, kv_dim}, {&L->wv, NULL, vc, kv_dim}};
+        linear_out qkv[3] = {{&L->wq, NULL, q, (size_t)H * hd}, {&L->wk, NULL, kn, kv_dim}, {&L->wv, NULL, vn, kv_dim}};
         linear_group(m, xb, D, T, qkv, 3);
         for (int t = 0; t < T; t++) {
             m->K->rope(0, H, hd, q + (size_t)t * H * hd, pos0 + t, m->inv_freq);
-            m->K->rope(0, KV, hd, kc + (size_t)t * kv_dim, pos0 + t, m->inv_freq);
+            m->K->rope(0, KV, hd, kn + (size_t)t * kv_dim, pos0 + t, m->inv_freq);
         }
-        attention(m, T, H, KV, hd, pos0 + T, pos0, q, m->kcache[l], m->vcache[l], att);
+        /* The new positions attend to themselves as stored: the same values a later call
+         * reads from the cache, so results do not depend on how positions are batched. */
+        kv_store(m, l, pos0, T, kn, vn);
+        attention(m, T, H, KV, hd, pos0 + T, pos0, q, m->kcache[l], m->vcache[l], !m->kv_f32, att);
         linear(m, &L->wo, att, (size_t)H * hd, T, NULL, xb, D);
         m->K->add(0, (size_t)T * D, x, xb);
         rmsnorm(m, T, D, x, L->ffn_norm, c->rms_eps, xb);

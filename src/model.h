@@ -89,9 +89,11 @@ typedef struct model {
     llm_layer *llm;                /* (n_layers) */
     float *inv_freq;               /* (head_dim / 2) */
 
-    /* KV cache: per layer (kv_cap, n_kv_heads * head_dim), grown on demand. */
-    float **kcache, **vcache;      /* (n_layers) */
+    /* KV cache: per layer (kv_cap, n_kv_heads * head_dim) elements, grown on demand: f16
+     * (uint16_t, rounded to nearest even) by default, f32 (float) when kv_f32. */
+    void **kcache, **vcache;       /* (n_layers) */
     int kv_cap;
+    int kv_f32;                    /* set by model_set_kv_f32 only */
     int n_past;
 
     /* milliseconds of the last model_encode_image, split by stage */
@@ -122,5 +124,11 @@ int model_forward(model *m, const float *x, int T, float *logits, vlm_error *e);
 
 /* Forgets the KV cache contents (a new conversation). */
 void model_reset(model *m);
+
+/* Chooses the KV cache's element type: f32 = 1 keeps keys and values in f32 (the arithmetic of
+ * the reference implementation), 0 in f16 (the default: half the memory, and half the bytes
+ * attention reads per generated token). A change frees the cache and resets n_past to 0; the
+ * same type again changes nothing. */
+void model_set_kv_f32(model *m, int f32);
 
 #endif

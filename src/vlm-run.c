@@ -35,6 +35,8 @@ static void usage(FILE *f)
             "  --chat             chat even with -p (PROMPT is the first question)\n"
             "  -n N               max new tokens per answer (default 256; 0 = until EOS or the context is full)\n"
             "  -t N               threads (default: the fast cores, or all online CPUs)\n"
+            "  --kv-cache T       f16 (default: half the memory and the attention reads per token) or\n"
+            "                     f32 (keys and values exact, as the reference implementation computes)\n"
             "  --temp X           temperature (default 0 = greedy)\n"
             "  --top-k N          keep the N most likely tokens (default 0 = off)\n"
             "  --top-p X          nucleus sampling threshold (default 1 = off)\n"
@@ -102,6 +104,7 @@ typedef struct options {
     const char *logits_path;
     const char *dump_path;
     int chat, json, print_ids, stats, exif, threads;
+    int kv_cache; /* VLM_KV_F16 or VLM_KV_F32 */
     vlm_request rq; /* sampling settings shared by every answer */
 } options;
 
@@ -231,8 +234,9 @@ static void print_stats(const app *a, FILE *f)
     getrusage(RUSAGE_SELF, &ru);
     fprintf(f,
             "turn %d: %d positions in the conversation, %d computed, %d reused from the cache\n"
-            "  kernels %s, %d threads\n",
-            a->turn, r->n_prompt_tokens, r->n_prefilled, r->n_reused, vlm_get_info(a->m)->kernels, a->o.threads);
+            "  kernels %s, %d threads, KV cache %s\n",
+            a->turn, r->n_prompt_tokens, r->n_prefilled, r->n_reused, vlm_get_info(a->m)->kernels, a->o.threads,
+            vlm_get_info(a->m)->kv_cache == VLM_KV_F32 ? "f32" : "f16");
     if (a->last_decode_ms > 0 || a->last_vis_ms > 0)
         fprintf(f,
                 "  image decode     %8.1f ms\n"
@@ -420,6 +424,7 @@ static int parse(int argc, char **argv, options *o, int *exit_now)
     *exit_now = 0;
     o->exif = IMAGE_EXIF_APPLY;
     o->threads = default_threads();
+    o->kv_cache = VLM_KV_F16;
     o->rq = (vlm_request){.top_p = 1.0f, .max_new_tokens = 256};
     o->images = calloc((size_t)argc, sizeof *o->images);
     if (!o->images) {
@@ -452,6 +457,8 @@ static int parse(int argc, char **argv, options *o, int *exit_now)
             o->logits_path = v;
         else if (!strcmp(a, "--dump-rgb") && v)
             o->dump_path = v;
+        else if (!strcmp(a, "--kv-cache") && v && (!strcmp(v, "f16") || !strcmp(v, "f32")))
+            o->kv_cache = !strcmp(v, "f32") ? VLM_KV_F32 : VLM_KV_F16;
         else {
             takes = 0;
             if (!strcmp(a, "--ignore-eos"))
@@ -537,6 +544,8 @@ int main(int argc, char **argv)
     double t_load = now_ms() - t0;
     status(&a, NULL);
     if (!rc)
+        rc = vlm_set_kv_cache(a.m, o->kv_cache, &e);
+    if (!rc)
         rc = vlm_chat_new(a.m, &a.chat, &e);
     if (!rc && o->logits_path &&
         !(a.logits = malloc((size_t)vlm_get_info(a.m)->vocab_size * sizeof *a.logits)))
@@ -548,8 +557,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if (o->stats)
-        fprintf(stderr, "stats: model load %.1f ms, kernels %s, %d threads\n", t_load, vlm_get_info(a.m)->kernels,
-                o->threads);
+        fprintf(stderr, "stats: model load %.1f ms, kernels %s, %d threads, KV cache %s\n", t_load,
+                vlm_get_info(a.m)->kernels, o->threads, o->kv_cache == VLM_KV_F32 ? "f32" : "f16");
     int failed = 0;
     if (o->n_images && !vlm_get_info(a.m)->has_vision) {
         fprintf(stderr, "vlm-run: %s is a text-only model: it cannot take an image\n", o->model_path);

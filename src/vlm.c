@@ -48,6 +48,7 @@ struct vlm_model {
     size_t cap_text;
     float *emb;         /* (cap_emb_rows, dim) embeddings of the positions to compute */
     int cap_emb_rows;
+    int generating;     /* inside run(): the cache is in use */
     float *logits;      /* (vocab) */
     float *probs;       /* (vocab) sampling scratch */
     int *order;         /* (vocab) sampling scratch */
@@ -129,6 +130,7 @@ int vlm_open(const char *path, int n_threads, vlm_model **out, vlm_error *err)
     v->info.dim = (int)c->dim;
     v->info.n_layers = (int)c->n_layers;
     v->info.kernels = v->m.K->level;
+    v->info.kv_cache = VLM_KV_F16;
     *out = v;
     return 0;
 }
@@ -155,6 +157,20 @@ void vlm_close(vlm_model *v)
 }
 
 const vlm_info *vlm_get_info(const vlm_model *v) { return &v->info; }
+
+int vlm_set_kv_cache(vlm_model *v, int kv_type, vlm_error *err)
+{
+    if (kv_type != VLM_KV_F16 && kv_type != VLM_KV_F32)
+        return vlm_fail(err, VLM_EARG, "vlm_set_kv_cache: type %d is neither VLM_KV_F16 nor VLM_KV_F32", kv_type);
+    if (v->generating)
+        return vlm_fail(err, VLM_EARG, "vlm_set_kv_cache: the model is generating (called from a callback)");
+    if (kv_type == v->info.kv_cache)
+        return 0;
+    model_set_kv_f32(&v->m, kv_type == VLM_KV_F32);
+    v->n_keys = 0; /* the cache holds nothing now */
+    v->info.kv_cache = kv_type;
+    return 0;
+}
 
 /* ---------------------------------------------------------------------------------------- */
 /* Tokenization of a conversation.                                                          */
@@ -593,7 +609,7 @@ static int ensure_emb(vlm_model *v, int rows, vlm_error *err)
 /* Runs the conversation in v->conv (b): finds how many leading positions the KV cache already
  * holds, computes the others (at least the last one, for its logits), then samples and
  * streams the answer into v->gen / v->text. Returns VLM_ECANCELLED when on_token asks so. */
-static int run(vlm_model *v, const builder *b, const vlm_request *rq, vlm_result *res, vlm_error *err)
+static int run_cached(vlm_model *v, const builder *b, const vlm_request *rq, vlm_result *res, vlm_error *err)
 {
     model *m = &v->m;
     const wf_config *c = &m->cfg;
@@ -718,6 +734,15 @@ static int run(vlm_model *v, const builder *b, const vlm_request *rq, vlm_result
     if (cancelled)
         return vlm_fail(err, VLM_ECANCELLED, "cancelled by the token callback after %d tokens", n_gen);
     return 0;
+}
+
+/* run_cached with the cache marked in use, so that callbacks cannot change it underneath. */
+static int run(vlm_model *v, const builder *b, const vlm_request *rq, vlm_result *res, vlm_error *err)
+{
+    v->generating = 1;
+    int rc = run_cached(v, b, rq, res, err);
+    v->generating = 0;
+    return rc;
 }
 
 int vlm_generate(vlm_model *v, const vlm_request *rq, vlm_result *res, vlm_error *err)

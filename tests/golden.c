@@ -44,6 +44,11 @@ int golden_load(const char *fixture, const char *name, npy_array *a)
 
 int golden_close(const char *stage, const float *got, const float *want, size_t n)
 {
+    return golden_close_rel(stage, got, want, n, 1e-4);
+}
+
+int golden_close_rel(const char *stage, const float *got, const float *want, size_t n, double rel)
+{
     double maxb = 0;
     double maxd = 0;
     for (size_t i = 0; i < n; i++) {
@@ -52,7 +57,7 @@ int golden_close(const char *stage, const float *got, const float *want, size_t 
         if (!(d <= maxd)) /* NaN propagates as a failure */
             maxd = isnan(d) ? INFINITY : d;
     }
-    double bound = 1e-4 * fmax(1.0, maxb);
+    double bound = rel * fmax(1.0, maxb);
     fprintf(stderr, "  %-28s max diff %.3g (bound %.3g)\n", stage, maxd, bound);
     return maxd <= bound;
 }

@@ -19,6 +19,8 @@ int golden_load(const char *fixture, const char *name, npy_array *a);
 /* Max |a-b| over n floats and the allowed bound; returns 1 if within tolerance. Prints a line
  * "  stage: max diff X (bound Y)". */
 int golden_close(const char *stage, const float *got, const float *want, size_t n);
+/* The same with |a - b| <= rel * max(1, max|b|). */
+int golden_close_rel(const char *stage, const float *got, const float *want, size_t n, double rel);
 
 double cosine_similarity(const float *a, const float *b, size_t n);
 

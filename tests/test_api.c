@@ -1,9 +1,11 @@
 /* test_api.c: the public API (vlm.h) beyond single questions: image embeddings reused across
  * questions, multi-turn chats that compute only their new positions and answer exactly as a
- * fresh run on the whole conversation, cancellation and clean stops, two models in two
- * threads giving the ids of sequential runs, and the error paths (prompt too long, ids out of
- * range, images for text-only models, embeddings of another model). Fixtures: tiny-v2
- * (random weights, real 32000-piece tokenizer) and stories260K (a real tiny text model). */
+ * fresh run on the whole conversation (with either KV cache type, and across a change of
+ * type), cancellation and clean stops, two models in two threads giving the ids of sequential
+ * runs, and the error paths (prompt too long, ids out of range, images for text-only models,
+ * embeddings of another model). Fixtures: tiny-v2 (random weights, real 32000-piece
+ * tokenizer) and stories260K (a real tiny text model). */
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,6 +252,169 @@ static void test_multi_turn(const char *path, const photo *ph)
     vlm_close(m);
 }
 
+/* ---- The KV cache type (vlm_set_kv_cache). ---- */
+
+/* An answer and the logits of its last prompt position. */
+typedef struct answer {
+    int ids[64];
+    int n, n_reused, n_prefilled;
+    float *logits; /* (vocab) */
+} answer;
+
+static int ask_into(vlm_chat *c, const char *q, const vlm_image_embed *img, answer *a, vlm_error *e)
+{
+    vlm_result r;
+    int rc = vlm_chat_ask(c, &(vlm_request){.prompt = q, .max_new_tokens = 10, .logits_out = a->logits}, img, &r, e);
+    a->n = rc ? 0 : r.n_ids;
+    a->n_reused = r.n_reused;
+    a->n_prefilled = r.n_prefilled;
+    memcpy(a->ids, r.ids, (size_t)a->n * sizeof *a->ids);
+    return rc;
+}
+
+/* Same ids, logits within 1e-4 (the chat computes fewer rows at once than a fresh run; each
+ * row's result does not depend on that beyond summation order). */
+static void same_answer(const answer *x, const answer *y, int V, const char *what)
+{
+    float md = 0;
+    for (int i = 0; i < V; i++)
+        md = fmaxf(md, fabsf(x->logits[i] - y->logits[i]));
+    TH_CHECK(x->n == y->n && !memcmp(x->ids, y->ids, (size_t)x->n * sizeof *x->ids) && md <= 1e-4f,
+             "%s: %d vs %d ids, logits max diff %g", what, x->n, y->n, (double)md);
+    fprintf(stderr, "  %s: same %d ids, logits max diff %g\n", what, x->n, (double)md);
+}
+
+/* A fresh model in kv_type answering `q` after the restored turns (q_i, a_i) with the photo in
+ * the first one. */
+static void fresh_answer(const char *path, const photo *ph, int kv_type, const char *const *qs, const char *const *as,
+                         int turns, const char *q, answer *out)
+{
+    vlm_model *m;
+    vlm_error e;
+    vlm_image_embed *img = NULL;
+    vlm_chat *c = NULL;
+    int rc = vlm_open(path, 1, &m, &e);
+    if (rc) {
+        TH_CHECK(0, "open: %s", e.msg);
+        return;
+    }
+    rc = vlm_set_kv_cache(m, kv_type, &e);
+    if (!rc)
+        rc = vlm_encode_image(m, ph->rgb, ph->w, ph->h, &img, &e);
+    if (!rc)
+        rc = vlm_chat_new(m, &c, &e);
+    for (int t = 0; t < turns && !rc; t++)
+        rc = vlm_chat_add_turn(c, qs[t], t == 0 ? img : NULL, as[t], &e);
+    if (!rc)
+        rc = ask_into(c, q, turns ? NULL : img, out, &e);
+    TH_CHECK(rc == 0 && vlm_get_info(m)->kv_cache == kv_type, "fresh run: %s", e.msg);
+    vlm_chat_free(c);
+    vlm_image_embed_free(img);
+    vlm_close(m);
+}
+
+typedef struct setter_probe {
+    vlm_model *m;
+    int rc;
+} setter_probe;
+
+/* A token callback that tries to change the cache type in the middle of a generation. */
+static int set_from_callback(void *ctx, int id, const char *text)
+{
+    (void)id;
+    (void)text;
+    setter_probe *p = ctx;
+    vlm_error e;
+    p->rc = vlm_set_kv_cache(p->m, VLM_KV_F32, &e);
+    return 0;
+}
+
+static void test_kv_cache(const char *path, const photo *ph)
+{
+    fprintf(stderr, "KV cache type\n");
+    vlm_model *m;
+    vlm_error e;
+    if (vlm_open(path, 2, &m, &e)) {
+        TH_CHECK(0, "open: %s", e.msg);
+        return;
+    }
+    int V = vlm_get_info(m)->vocab_size;
+    TH_CHECK(vlm_get_info(m)->kv_cache == VLM_KV_F16, "the default is not f16");
+    int rc = vlm_set_kv_cache(m, 2, &e);
+    TH_CHECK(rc == VLM_EARG && vlm_get_info(m)->kv_cache == VLM_KV_F16, "type 2: %d", rc);
+    vlm_image_embed *img;
+    vlm_encode_image(m, ph->rgb, ph->w, ph->h, &img, &e);
+    answer a[3], f;
+    for (int i = 0; i < 3; i++)
+        a[i].logits = malloc(sizeof(float) * V);
+    f.logits = malloc(sizeof(float) * V);
+    const char *qs[3] = {Q1, Q2, Q3};
+    char as[2][4096];
+    const char *asp[2] = {as[0], as[1]};
+
+    /* Per type: a chat's turn 2 equals a fresh run on the whole conversation in that type. */
+    static const int types[2] = {VLM_KV_F16, VLM_KV_F32};
+    int ids2[2][64], n2[2];
+    for (int ti = 0; ti < 2; ti++) {
+        int kt = types[ti];
+        rc = vlm_set_kv_cache(m, kt, &e);
+        TH_CHECK(rc == 0 && vlm_get_info(m)->kv_cache == kt, "set %d: %s", kt, e.msg);
+        vlm_chat *c;
+        vlm_chat_new(m, &c, &e);
+        vlm_result r;
+        rc = vlm_chat_ask(c, &(vlm_request){.prompt = Q1, .max_new_tokens = 10}, img, &r, &e);
+        snprintf(as[0], sizeof as[0], "%s", rc ? "" : r.text);
+        /* After a change of type nothing is reused (the first round starts empty anyway). */
+        TH_CHECK(rc == 0 && r.n_reused == 0, "%s turn 1: %s (reused %d)", kt ? "f32" : "f16", e.msg, r.n_reused);
+        rc = ask_into(c, Q2, NULL, &a[1], &e);
+        TH_CHECK(rc == 0 && a[1].n_reused > a[1].n_prefilled, "%s turn 2: %s (reused %d, computed %d)",
+                 kt ? "f32" : "f16", e.msg, a[1].n_reused, a[1].n_prefilled);
+        fresh_answer(path, ph, kt, qs, asp, 1, Q2, &f);
+        same_answer(&a[1], &f, V, kt ? "f32 cache, turn 2 vs a fresh run" : "f16 cache, turn 2 vs a fresh run");
+        n2[ti] = a[1].n;
+        memcpy(ids2[ti], a[1].ids, sizeof ids2[ti]);
+        vlm_chat_free(c);
+    }
+    fprintf(stderr, "  turn 2 ids %s between the f16 and the f32 cache (random weights: either may happen)\n",
+            n2[0] == n2[1] && !memcmp(ids2[0], ids2[1], (size_t)n2[0] * sizeof(int)) ? "equal" : "differ");
+
+    /* A change of type in the middle of a conversation: the chat keeps its turns, the cache is
+     * rebuilt from them, and the answer is a fresh f32 run's. */
+    vlm_set_kv_cache(m, VLM_KV_F16, &e);
+    vlm_chat *c;
+    vlm_chat_new(m, &c, &e);
+    vlm_result r;
+    rc = vlm_chat_ask(c, &(vlm_request){.prompt = Q1, .max_new_tokens = 10}, img, &r, &e);
+    snprintf(as[0], sizeof as[0], "%s", rc ? "" : r.text);
+    rc |= vlm_chat_ask(c, &(vlm_request){.prompt = Q2, .max_new_tokens = 10}, NULL, &r, &e);
+    snprintf(as[1], sizeof as[1], "%s", rc ? "" : r.text);
+    TH_CHECK(rc == 0, "f16 chat: %s", e.msg);
+    rc = vlm_set_kv_cache(m, VLM_KV_F32, &e);
+    TH_CHECK(rc == 0 && vlm_get_info(m)->kv_cache == VLM_KV_F32 && vlm_chat_turns(c) == 2, "switch to f32: %s", e.msg);
+    rc = ask_into(c, Q3, NULL, &a[2], &e);
+    TH_CHECK(rc == 0 && a[2].n_reused == 0, "turn 3 after the switch: %s (reused %d)", e.msg, a[2].n_reused);
+    fresh_answer(path, ph, VLM_KV_F32, qs, asp, 2, Q3, &f);
+    same_answer(&a[2], &f, V, "turn 3 after switching to f32 vs a fresh f32 run");
+    /* The same type again keeps the cache. */
+    rc = vlm_set_kv_cache(m, VLM_KV_F32, &e);
+    rc |= ask_into(c, "And then?", NULL, &a[0], &e);
+    TH_CHECK(rc == 0 && a[0].n_reused > a[0].n_prefilled, "same type again: the cache was dropped (reused %d)",
+             a[0].n_reused);
+
+    /* From a callback during a generation: refused, and the generation goes on. */
+    setter_probe sp = {m, 0};
+    rc = vlm_generate(m, &(vlm_request){.prompt = Q1, .max_new_tokens = 3, .ignore_eos = 1,
+                                        .on_token = set_from_callback, .ctx = &sp}, &r, &e);
+    TH_CHECK(rc == 0 && r.n_ids == 3 && sp.rc == VLM_EARG, "set from a callback: rc %d, %d ids, set gave %d", rc,
+             r.n_ids, sp.rc);
+    vlm_chat_free(c);
+    for (int i = 0; i < 3; i++)
+        free(a[i].logits);
+    free(f.logits);
+    vlm_image_embed_free(img);
+    vlm_close(m);
+}
+
 /* ---- Cancellation and clean stops. ---- */
 
 typedef struct counter {
@@ -473,6 +638,7 @@ int main(void)
     }
     photo ph = {rgb.data, (int)rgb.shape[1], (int)rgb.shape[0]};
     test_multi_turn(vpath, &ph);
+    test_kv_cache(vpath, &ph);
     test_cancel(vpath, &ph);
     test_threads(vpath, qpath, &ph);
     test_errors(vpath, spath, &ph);

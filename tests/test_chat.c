@@ -105,7 +105,7 @@ int main(int argc, char **argv)
     TH_CHECK(rc == 0, "open: %s", e.msg);
     if (rc)
         return th_report("test_chat");
-    char want1[2048], want2[2048], want3[2048];
+    char want1[2048], want2[2048], want3[2048], want_f32[2048];
     int want_pre2 = 0, want_pos2 = 0;
     {
         /* the photo as vlm-run decodes it */
@@ -155,6 +155,13 @@ int main(int argc, char **argv)
         rq.prompt = "Hello";
         rc = vlm_chat_ask(c, &rq, emb, &r, &e);
         ids_json(&r, want3, sizeof want3);
+        /* The first question again with the f32 KV cache (vlm-run --kv-cache f32). */
+        rc |= vlm_set_kv_cache(m, VLM_KV_F32, &e);
+        rq = (vlm_request){.prompt = "What is in the image?", .image_rgb = rgb, .image_width = w, .image_height = h,
+                           .max_new_tokens = 8};
+        rc |= vlm_generate(m, &rq, &r, &e);
+        ids_json(&r, want_f32, sizeof want_f32);
+        TH_CHECK(rc == 0, "library, f32 cache: %s", e.msg);
         vlm_image_embed_free(emb);
         free(rgb);
     }
@@ -213,13 +220,24 @@ int main(int argc, char **argv)
     TH_CHECK(l2 && strstr(l2, img2) && json_int(l2, "n_reused") > 0 && json_int(l2, "turn") == 1, "batch photo 2: %s",
              l2 ? l2 : "(none)");
 
+    /* The f32 KV cache: the library's answer with the same setting. */
+    snprintf(cmd, sizeof cmd, "%s -m %s -i %s -p \"What is in the image?\" -n 8 --kv-cache f32 --json", vlmrun, model,
+             img);
+    st = run(cmd, NULL, out, sizeof out);
+    l1 = nth_line(out, "{", 0, line, sizeof line);
+    TH_CHECK(st == 0 && l1 && strstr(l1, want_f32), "--kv-cache f32: %s\n  want %s", l1 ? l1 : "(none)", want_f32);
+
     /* Exit codes. */
+    snprintf(cmd, sizeof cmd, "%s -m %s -p hi --kv-cache f8", vlmrun, model);
+    TH_CHECK(run(cmd, NULL, out, sizeof out) == 2, "--kv-cache f8: not a usage error");
     snprintf(cmd, sizeof cmd, "%s --no-such-option", vlmrun);
     TH_CHECK(run(cmd, NULL, out, sizeof out) == 2, "unknown option: not 2");
     snprintf(cmd, sizeof cmd, "%s -m no/such.vlm -p hi", vlmrun);
     TH_CHECK(run(cmd, NULL, out, sizeof out) == 1, "missing model: not 1");
     snprintf(cmd, sizeof cmd, "%s --help", vlmrun);
-    TH_CHECK(run(cmd, NULL, out, sizeof out) == 0 && strstr(out, "/image FILE") && strstr(out, "--json"), "--help");
+    TH_CHECK(run(cmd, NULL, out, sizeof out) == 0 && strstr(out, "/image FILE") && strstr(out, "--json") &&
+                 strstr(out, "--kv-cache"),
+             "--help");
     snprintf(cmd, sizeof cmd, "%s -m %s -i %s -i %s", vlmrun, model, img, img2);
     TH_CHECK(run(cmd, NULL, out, sizeof out) == 2, "chat with two photos: not a usage error");
 
