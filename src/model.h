@@ -89,7 +89,8 @@ typedef struct model {
     llm_layer *llm;                /* (n_layers) */
     float *inv_freq;               /* (head_dim / 2) */
 
-    /* KV cache: per layer (kv_cap, n_kv_heads * head_dim) elements, grown on demand: f16
+    /* KV cache: per layer (n_kv_heads, kv_cap, head_dim) elements, head-major (a head's keys
+     * are one contiguous stream), grown on demand: f16
      * (uint16_t, rounded to nearest even) by default, f32 (float) when kv_f32. */
     void **kcache, **vcache;       /* (n_layers) */
     int kv_cap;
