@@ -13,7 +13,9 @@
  * Every function returns 0 or a negative VLM_E* code and fills the vlm_error with a message
  * naming the file, the object and the values. There is no global state: a vlm_model (with its
  * chats and image embeddings) is used by one thread at a time, and any number of models may be
- * used at once, one per thread. Results do not depend on the number of threads. */
+ * used at once, one per thread. Results do not depend on the number of threads. The calling
+ * thread computes its share of the work too: give it at least 256 KB of stack (the default of
+ * glibc threads and of main threads is 8 MB; musl threads need pthread_attr_setstacksize). */
 #ifndef VLM_H
 #define VLM_H
 

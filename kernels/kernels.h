@@ -4,7 +4,9 @@
  * must agree with the reference within the tolerances of kernels/tolerance.h.
  * Contract shared by all kernels: no allocation, no threads, no globals; a kernel computes an
  * output range [n0, n1) (or [r0, r1)) so callers can split work; arrays are row-major with
- * explicit leading dimensions (in elements, or in blocks for q8/q4 activations). */
+ * explicit leading dimensions (in elements, or in blocks for q8/q4 activations). Scratch lives
+ * on the stack, at most ~160 KB per call (the AVX-512 f16 product packs a 128 KB panel): call
+ * kernels from threads with at least 256 KB of stack (the pool gives its workers 4 MB). */
 #ifndef VLM_KERNELS_H
 #define VLM_KERNELS_H
 

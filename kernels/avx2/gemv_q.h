@@ -14,7 +14,7 @@
 enum { SC = 256 }; /* blocks per super-chunk: the per-block activation data fits the stack */
 
 
-/* One weight row at a time, with a short software prefetch: measured on Zen 4, a single
+/* One weight row at a time, with a software prefetch: measured on Zen 4, a single
  * sequential stream reads DRAM 2-3x faster than 2 or 4 interleaved rows (the hardware
  * prefetcher keeps up with one stream). The software prefetch runs 2 KB ahead, non-temporal (weights
  * are read once per token; see avx512/gemv_q4.h): with q8 on Zen 4 83-93% of the paired read
