@@ -30,6 +30,7 @@ struct pool {
     void *ctx;
     size_t n;
     size_t grain;
+    int guided;         /* chunks shrink as the range runs out (pool_for_guided) */
     atomic_size_t next;
     atomic_int busy;    /* workers still inside the current job */
 };
@@ -46,10 +47,24 @@ static inline void cpu_relax(void)
 static void work(pool *p)
 {
     for (;;) {
-        size_t i0 = atomic_fetch_add(&p->next, p->grain);
-        if (i0 >= p->n)
-            break;
-        size_t i1 = p->n - i0 < p->grain ? p->n : i0 + p->grain;
+        size_t i0, take = p->grain;
+        if (p->guided) {
+            /* A share of what is left (1 / (2 threads)), a multiple of the grain: large
+             * chunks first, small ones last, so the threads finish close together. */
+            i0 = atomic_load(&p->next);
+            do {
+                if (i0 >= p->n)
+                    return;
+                take = (p->n - i0) / (2 * (size_t)p->n_threads) / p->grain * p->grain;
+                if (take < p->grain)
+                    take = p->grain;
+            } while (!atomic_compare_exchange_weak(&p->next, &i0, i0 + take));
+        } else {
+            i0 = atomic_fetch_add(&p->next, p->grain);
+            if (i0 >= p->n)
+                return;
+        }
+        size_t i1 = p->n - i0 < take ? p->n : i0 + take;
         p->fn(p->ctx, i0, i1);
     }
 }
@@ -167,7 +182,19 @@ void pool_destroy(pool *p)
 
 int pool_threads(const pool *p) { return p ? p->n_threads : 1; }
 
+static void pool_run(pool *p, size_t n, size_t grain, int guided, pool_fn fn, void *ctx);
+
 void pool_for(pool *p, size_t n, size_t grain, pool_fn fn, void *ctx)
+{
+    pool_run(p, n, grain, 0, fn, ctx);
+}
+
+void pool_for_guided(pool *p, size_t n, size_t grain, pool_fn fn, void *ctx)
+{
+    pool_run(p, n, grain, 1, fn, ctx);
+}
+
+static void pool_run(pool *p, size_t n, size_t grain, int guided, pool_fn fn, void *ctx)
 {
     if (grain == 0)
         grain = 1;
@@ -180,6 +207,7 @@ void pool_for(pool *p, size_t n, size_t grain, pool_fn fn, void *ctx)
     p->ctx = ctx;
     p->n = n;
     p->grain = grain;
+    p->guided = guided;
     atomic_store(&p->next, 0);
     atomic_store(&p->busy, p->n_threads - 1);
     atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
