@@ -65,7 +65,7 @@ double read_sum_avx2(const void *buf, size_t bytes);
 double read_sum_avx512(const void *buf, size_t bytes);
 #endif
 
-enum { READ_CHUNK = 1 << 20 };
+enum { READ_CHUNK = 4 << 20 }; /* 4096 chunks hold 16 GB: every preset and quant */
 
 typedef struct weight_read {
     const unsigned char *p[4096]; /* (n) chunks of at most READ_CHUNK bytes, multiples of 256 */
