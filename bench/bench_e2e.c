@@ -47,12 +47,13 @@ static double median(double *v, int n)
 }
 
 enum { M_LOAD, M_IMAGE, M_VIT, M_PROJ, M_PREFILL_TPS, M_GEN_TPS, M_TTFT, M_VIT_CPU, M_PREFILL_CPU, M_GEN_CPU,
-       M_READ_GBS, M_ROOF_FRAC, M_COUNT };
+       M_READ_GBS, M_ROOF_FRAC, M_ROOF_KV_FRAC, M_COUNT };
 static const char *const metric_names[M_COUNT] = {"load_ms", "image_decode_preprocess_ms", "vision_tower_ms",
                                                   "projector_ms", "prefill_tokens_per_s", "generation_tokens_per_s",
                                                   "time_to_first_token_ms", "vision_tower_cpu_ms",
                                                   "prefill_cpu_ms_per_token", "generation_cpu_ms_per_token",
-                                                  "weights_read_gb_per_s", "generation_of_roofline"};
+                                                  "weights_read_gb_per_s", "generation_of_roofline",
+                                                  "generation_of_roofline_with_kv_cache"};
 
 /* ---------------------------------------------------------------------------------------- */
 /* The roofline of generation: the time plain loads take to read, with the same threads, the
@@ -224,6 +225,7 @@ int main(int argc, char **argv)
     double ttft = 0;
     double samples[M_COUNT][100];
     uint64_t weight_bytes = 0, weight_bytes_per_token = 0;
+    double kv_bytes_per_token = 0;
     for (int r = 0; r < runs; r++) {
         /* Time to first token: the user's path (decode, load, encode, prefill, sample). The first
          * run counts from process start; later runs from the start of the run. */
@@ -316,6 +318,11 @@ int main(int argc, char **argv)
         }
         samples[M_READ_GBS][r] = weight_read_bw(&m, &wr) / 1e9;
         samples[M_ROOF_FRAC][r] = samples[M_GEN_TPS][r] / (samples[M_READ_GBS][r] * 1e9 / (double)wr.bytes);
+        /* The cache a token's attention reads too: every layer's keys and values so far. */
+        kv_bytes_per_token = (double)m.cfg.n_layers * 2 * m.cfg.n_kv_heads * m.cfg.head_dim *
+                             (m.kv_f32 ? 4 : 2) * (ctx + n_gen / 2);
+        samples[M_ROOF_KV_FRAC][r] = samples[M_GEN_TPS][r] /
+                                     (samples[M_READ_GBS][r] * 1e9 / ((double)wr.bytes + kv_bytes_per_token));
         weight_bytes_per_token = wr.bytes;
         samples[M_TTFT][r] = ttft;
         free(ids);
@@ -347,9 +354,11 @@ int main(int argc, char **argv)
         printf("  projector                   %9.1f ms\n", med[M_PROJ]);
         printf("  prefill (%d tokens)        %9.1f tokens/s\n", n_prefill, med[M_PREFILL_TPS]);
         printf("  generation (context %d)    %9.2f tokens/s   (%.0f%% of the roofline: weights read at %.1f GB/s,\n"
-               "                                               %.1f MB per token -> %.1f tokens/s)\n",
+               "                                               %.1f MB per token -> %.1f tokens/s; %.0f%% counting\n"
+               "                                               the %.1f MB of KV cache read too)\n",
                ctx, med[M_GEN_TPS], 100 * med[M_ROOF_FRAC], med[M_READ_GBS], weight_bytes_per_token / 1e6,
-               med[M_READ_GBS] * 1e9 / (double)weight_bytes_per_token);
+               med[M_READ_GBS] * 1e9 / (double)weight_bytes_per_token, 100 * med[M_ROOF_KV_FRAC],
+               kv_bytes_per_token / 1e6);
         printf("  time to first token         %9.1f ms   (first run from process start)\n", med[M_TTFT]);
         printf("  CPU time (all threads): vision %.1f ms, prefill %.2f ms/token, generation %.2f ms/token\n",
                med[M_VIT_CPU], med[M_PREFILL_CPU], med[M_GEN_CPU]);
