@@ -57,7 +57,7 @@ $(O)/obj/kernels/neon/%_dot.o: override CFLAGS += -march=armv8.2-a+dotprod
 $(O)/obj/kernels/neon/%_fp16.o: override CFLAGS += -march=armv8.2-a+fp16
 $(O)/obj/kernels/neon/%_i8mm.o: override CFLAGS += -march=armv8.2-a+dotprod+i8mm
 
-$(O)/obj/%.o: %.c $(wildcard src/*.h src/image/*.h kernels/*.h kernels/*/*.h include/*.h weights-tool/*.h tests/*.h tests/fuzz/*.h)
+$(O)/obj/%.o: %.c $(wildcard src/*.h src/image/*.h kernels/*.h kernels/*/*.h include/*.h weights-tool/*.h tests/*.h tests/fuzz/*.h bench/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 

@@ -16,6 +16,7 @@
 #include "kernels.h"
 #include "model.h"
 #include "preprocess.h"
+#include "read_loop.h"
 #include "synth.h"
 #include "vlm.h"
 
@@ -61,52 +62,28 @@ static const char *const metric_names[M_COUNT] = {"load_ms", "image_decode_prepr
  * which a token reads one row; all of it when it is also the output matrix), in place in the
  * mapping: the same pages, the same moment as the generation it is compared with. */
 
-#if defined(__x86_64__)
-double read_sum_avx2(const void *buf, size_t bytes);
-double read_sum_avx512(const void *buf, size_t bytes);
-#endif
-
 enum { READ_CHUNK = 4 << 20 }; /* 4096 chunks hold 16 GB: every preset and quant */
 
 typedef struct weight_read {
     const unsigned char *p[4096]; /* (n) chunks of at most READ_CHUNK bytes, multiples of 256 */
     size_t len[4096];
     size_t n, bytes;
-    int level; /* 2: avx512 loads, 1: avx2, 0: plain C */
+    const char *level; /* kernel level: which loads read_bytes uses */
     double sink[4096];
 } weight_read;
-
-static double read_plain(const unsigned char *p, size_t n)
-{
-    uint64_t s = 0;
-    for (size_t i = 0; i + 8 <= n; i += 8) {
-        uint64_t v;
-        memcpy(&v, p + i, 8);
-        s += v;
-    }
-    return (double)s;
-}
 
 static void read_task(void *ctx, size_t i0, size_t i1)
 {
     weight_read *w = ctx;
-    for (size_t i = i0; i < i1; i++) {
-#if defined(__x86_64__)
-        if (w->level == 2)
-            w->sink[i] = read_sum_avx512(w->p[i], w->len[i]);
-        else if (w->level == 1)
-            w->sink[i] = read_sum_avx2(w->p[i], w->len[i]);
-        else
-#endif
-            w->sink[i] = read_plain(w->p[i], w->len[i]);
-    }
+    for (size_t i = i0; i < i1; i++)
+        w->sink[i] = read_bytes(w->level, w->p[i], w->len[i]);
 }
 
 /* Chunks of the tensors a generated token reads; 0, or -1 if there are more than fit. */
 static int weight_read_init(const model *m, const char *level, weight_read *w)
 {
     w->n = w->bytes = 0;
-    w->level = !strcmp(level, "avx512") || !strcmp(level, "gfni") ? 2 : !strcmp(level, "avx2") ? 1 : 0;
+    w->level = level;
     for (uint32_t i = 0; i < m->wf.n_tensors; i++) {
         const wf_tensor *t = &m->wf.tensors[i];
         if (strncmp(t->name, "t.", 2) || (!strcmp(t->name, "t.embed") && !m->cfg.tied_embeddings))

@@ -13,16 +13,15 @@
 #include <unistd.h>
 
 #include "kernels.h"
+#include "read_loop.h"
 #include "shapes.h"
 #include "util.h"
 
 #if defined(__x86_64__)
 double peak_fma_avx2(long iters);
 double peak_int8_avx2(long iters);
-double read_sum_avx2(const void *buf, size_t bytes);
 double peak_fma_avx512(long iters);
 double peak_int8_avx512(long iters);
-double read_sum_avx512(const void *buf, size_t bytes);
 #endif
 
 /* One thread: its CPU time, so that time the scheduler gives to other processes of a shared
@@ -125,34 +124,12 @@ typedef struct read_job {
     double sink[64];
 } read_job;
 
-static double read_plain(const void *buf, size_t bytes)
-{
-    const uint64_t *p = buf;
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (size_t i = 0; i < bytes / 8; i += 4) {
-        s0 += p[i];
-        s1 += p[i + 1];
-        s2 += p[i + 2];
-        s3 += p[i + 3];
-    }
-    return (double)(s0 + s1 + s2 + s3);
-}
-
 static void read_part(void *ctx, int id)
 {
     read_job *j = ctx;
     size_t per = j->bytes / (size_t)j->parts / 4096 * 4096;
     const char *p = j->buf + per * (size_t)id;
-    double s;
-#if defined(__x86_64__)
-    if (!strcmp(j->level, "avx512"))
-        s = read_sum_avx512(p, per);
-    else if (!strcmp(j->level, "avx2"))
-        s = read_sum_avx2(p, per);
-    else
-#endif
-        s = read_plain(p, per);
-    j->sink[id] = s;
+    j->sink[id] = read_bytes(j->level, p, per);
 }
 
 /* The level whose limit loops measure a level's machine limits: "gfni" is the AVX-512 level
