@@ -241,7 +241,7 @@ static size_t weight_bytes(int type, int n, int k)
     case WT_F32: return (size_t)n * k * 4;
     case WT_F16: return (size_t)n * k * 2;
     case WT_Q8: return (size_t)n * (k / QK) * sizeof(blk_q8);
-    default: return (size_t)n * (k / QK) * sizeof(blk_q4);
+    default: return (size_t)n * q4_row_bytes(k / QK);
     }
 }
 
@@ -303,9 +303,16 @@ static void bench_case(team *t, const kernel_table *K, const char *level, const 
     if (type == WT_Q8)
         for (size_t b = 0; b < wb / sizeof(blk_q8); b++)
             ((blk_q8 *)w)[b].d = f32_to_f16(0.01f);
-    if (type == WT_Q4)
-        for (size_t b = 0; b < wb / sizeof(blk_q4); b++)
-            ((blk_q4 *)w)[b].d = f32_to_f16(0.01f);
+    if (type == WT_Q4) {
+        /* Every block's scale, where the grouped row layout (kernels.h) puts it. */
+        uint16_t d = f32_to_f16(0.01f);
+        for (int r = 0; r < n; r++)
+            for (int b = 0; b < k / QK; b++) {
+                unsigned char *sc = w + (size_t)r * q4_row_bytes(k / QK) + q4_scale_off(b);
+                sc[0] = (unsigned char)d;
+                sc[1] = (unsigned char)(d >> 8);
+            }
+    }
     for (int i = 1; i < ncopy; i++)
         memcpy(w + wb * (size_t)i, w, wb);
     float *a = xmalloc((size_t)m * k * sizeof(float));

@@ -24,15 +24,42 @@ typedef struct blk_q8 {
     int8_t qs[QK];  /* (32) */
 } blk_q8;
 
-/* Bit-compatible with ggml's block_q4_0: value = d * (nibble - 8); the low nibble of qs[j]
- * is element j and the high nibble is element j + 16. */
-typedef struct blk_q4 {
-    uint16_t d;        /* f16 scale */
-    uint8_t qs[QK / 2]; /* (16) */
-} blk_q4;
-
 _Static_assert(sizeof(blk_q8) == 34, "blk_q8 must be 34 bytes (ggml block_q8_0)");
-_Static_assert(sizeof(blk_q4) == 18, "blk_q4 must be 18 bytes (ggml block_q4_0)");
+
+/* q4 weights. A block is ggml's block_q4_0: an f16 scale d and 16 nibble bytes, element j =
+ * d * ((qs[j] & 15) - 8), element j + 16 = d * ((qs[j] >> 4) - 8). A row of k elements holds
+ * nb = k / 32 blocks in 18 * nb bytes, arranged in groups of Q4_GROUP blocks: group s starts at
+ * byte 288 s and holds r = min(16, nb - 16 s) blocks, first their r scales (2 r bytes, block
+ * order), then their r x 16 nibble bytes (block order). Only the last group of a row may be
+ * short. (Contiguous scales and nibbles: one load of 16 scales, 64-byte loads of nibbles;
+ * docs/format.md.) Scales are little-endian and not 2-byte aligned in general. */
+enum { Q4_GROUP = 16,                     /* blocks per group */
+       Q4_BLOCK_BYTES = 2 + QK / 2,       /* 18: scale + nibbles of one block */
+       Q4_GROUP_BYTES = Q4_GROUP * Q4_BLOCK_BYTES }; /* 288 */
+
+/* Bytes of a q4 row of nb blocks. */
+static inline size_t q4_row_bytes(int nb) { return (size_t)nb * Q4_BLOCK_BYTES; }
+
+/* Byte offset of block b's f16 scale in a q4 row (the same for any row length). */
+static inline size_t q4_scale_off(int b)
+{
+    return (size_t)(b / Q4_GROUP) * Q4_GROUP_BYTES + 2 * (size_t)(b % Q4_GROUP);
+}
+
+/* Byte offset of block b's 16 nibble bytes in a q4 row of nb blocks. */
+static inline size_t q4_nibbles_off(int nb, int b)
+{
+    int s = b / Q4_GROUP;
+    int r = nb - s * Q4_GROUP < Q4_GROUP ? nb - s * Q4_GROUP : Q4_GROUP;
+    return (size_t)s * Q4_GROUP_BYTES + 2 * (size_t)r + 16 * (size_t)(b % Q4_GROUP);
+}
+
+/* Block b's f16 scale (bits) in the q4 row at row. */
+static inline uint16_t q4_scale(const uint8_t *row, int b)
+{
+    const uint8_t *p = row + q4_scale_off(b);
+    return (uint16_t)(p[0] | p[1] << 8);
+}
 
 typedef struct kernel_table {
     const char *level; /* "ref", "avx2", "avx512", "neon", "dot", ... */
@@ -41,19 +68,21 @@ typedef struct kernel_table {
      * W is row-major (n, k), as nn.Linear stores it. f32/f16: A is f32 with row stride lda.
      * q8/q4: A is q8 blocks (quantized with quant_q8) with lda blocks per row, k % 32 == 0;
      * each block's integer dot product is exact (int32) and the f32 sum runs over blocks in
-     * order. Writes only C[0:m, n0:n1] (row stride ldc). */
+     * order. q8: W is n rows of k / 32 blk_q8. q4: W is n rows of q4_row_bytes(k / 32) bytes in
+     * the grouped layout above. Writes only C[0:m, n0:n1] (row stride ldc). */
     void (*gemm_f32)(int m, int n0, int n1, int k, const float *a, size_t lda, const float *w,
                      const float *bias, float *c, size_t ldc);
     void (*gemm_f16)(int m, int n0, int n1, int k, const float *a, size_t lda, const uint16_t *w,
                      const float *bias, float *c, size_t ldc);
     void (*gemm_q8)(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q8 *w,
                     const float *bias, float *c, size_t ldc);
-    void (*gemm_q4)(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q4 *w,
+    void (*gemm_q4)(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
                     const float *bias, float *c, size_t ldc);
 
     /* x[0:n] -> n/32 q8 blocks (n % 32 == 0): d = max|x| / 127, q = round(x / d). */
     void (*quant_q8)(int n, const float *x, blk_q8 *y);
-    /* One weight row of any matrix type (WT_F32..WT_Q4) -> f32 y[0:n] (embedding lookup). */
+    /* One weight row of any matrix type (WT_F32..WT_Q4; q4 in the grouped layout) -> f32
+     * y[0:n] (embedding lookup). */
     void (*dequant_row)(int type, int n, const void *row, float *y);
 
     /* Rows r0..r1 of x (n columns, row stride ld) normalized into y (same layout).
@@ -126,7 +155,8 @@ void kernels_available(char *buf, size_t cap);
 void kernels_describe(const kernel_table *t, char *buf, size_t cap);
 
 /* Offline quantizers (the converter) and exact references used by tests. */
-void quant_row_q4(int n, const float *x, blk_q4 *y);
+/* x[0:n] (n % 32 == 0) -> one q4 row of q4_row_bytes(n / 32) bytes at row, grouped layout. */
+void quant_row_q4(int n, const float *x, uint8_t *row);
 void quant_row_q8(int n, const float *x, blk_q8 *y);
 
 #endif

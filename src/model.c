@@ -398,7 +398,7 @@ int model_embed(model *m, const int *ids, int n, float *out, vlm_error *e)
         case WT_F32: stride = (size_t)D * 4; break;
         case WT_F16: stride = (size_t)D * 2; break;
         case WT_Q8: stride = (size_t)D / QK * sizeof(blk_q8); break;
-        default: stride = (size_t)D / QK * sizeof(blk_q4); break;
+        default: stride = q4_row_bytes(D / QK); break;
         }
         m->K->dequant_row((int)m->embed_type, D, (const uint8_t *)m->embed + (size_t)ids[i] * stride,
                           out + (size_t)i * D);

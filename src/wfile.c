@@ -69,7 +69,7 @@ uint64_t wf_tensor_bytes(uint32_t type, uint32_t ndim, const uint32_t *dims, int
     default: /* q8/q4: whole blocks along the innermost dimension */
         if (dims[ndim - 1] % QK)
             return 0;
-        if (ck_mul(n / QK, type == WT_Q8 ? sizeof(blk_q8) : sizeof(blk_q4), &bytes))
+        if (ck_mul(n / QK, type == WT_Q8 ? sizeof(blk_q8) : q4_row_bytes(1), &bytes))
             return 0;
     }
     *ok = 1;
@@ -141,7 +141,11 @@ static int validate(wfile *wf, vlm_error *e)
         return vlm_fail(e, VLM_EFORMAT, "%s: not a .vlm weight file (bad magic; convert checkpoints with weights-tool)", path);
     uint32_t version = rd_u32(h + 8);
     if (version != WF_VERSION)
-        return vlm_fail(e, VLM_EUNSUPPORTED, "%s: format version %u, this build reads version %d", path, version, WF_VERSION);
+        return vlm_fail(e, VLM_EUNSUPPORTED, "%s: format version %u, this build reads version %d%s", path, version,
+                        WF_VERSION,
+                        version < WF_VERSION ? " (q4 rows changed layout in version 2): reconvert the checkpoint "
+                                               "with weights-tool"
+                                             : " (a newer file: update vlm)");
     uint32_t n = rd_u32(h + 12);
     uint64_t fsize = rd_u64(h + 16);
     uint64_t dir_off = rd_u64(h + 24);

@@ -3,7 +3,7 @@
  *
  * Byte layout (docs/format.md says the same in prose):
  *   0    u8[8]   magic 89 'M' 'V' 'L' 'M' 0D 0A 1A
- *   8    u32     version (= 1)
+ *   8    u32     version (= 2)
  *   12   u32     n_tensors (1 .. WF_MAX_TENSORS)
  *   16   u64     file_size (must equal the real size)
  *   24   u64     dir_offset (= 512)
@@ -19,7 +19,9 @@
  *          88  u64 offset (absolute, multiple of 64)
  *          96  u64 nbytes (= the exact size of the dims for the type)
  *          104 u8[24] zero
- *   data: tensors in directory order, each at its offset, gaps zero. */
+ *   data: tensors in directory order, each at its offset, gaps zero. q8 rows are ggml
+ *   block_q8_0 arrays; q4 rows are block_q4_0 blocks in groups of 16 (scales, then nibbles; the
+ *   layout and its helpers: kernels.h). */
 #ifndef VLM_WFILE_H
 #define VLM_WFILE_H
 
@@ -29,7 +31,7 @@
 #include "err.h"
 
 #define WF_MAGIC "\x89MVLM\r\n\x1a"
-#define WF_VERSION 1
+#define WF_VERSION 2 /* 2: q4 rows in 16-block groups (kernels.h); 1 had plain block_q4_0 arrays */
 #define WF_HEADER_SIZE 512
 #define WF_RECORD_SIZE 128
 #define WF_NAME_MAX 64

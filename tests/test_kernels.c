@@ -182,7 +182,7 @@ typedef struct gdata {
     int type;
     float *a;      /* (m, lda) */
     blk_q8 *aq;    /* (m, lda / 32 blocks) quantized a, for q8/q4 */
-    void *w;       /* (n, k) in type */
+    void *w;       /* (n, k) in type; q4: n rows of q4_row_bytes(k / 32) */
     float *bias;   /* (n) or NULL */
 } gdata;
 
@@ -192,7 +192,7 @@ typedef void (*gemm_f16_fn)(int, int, int, int, const float *, size_t, const uin
                             const float *, float *, size_t);
 typedef void (*gemm_q8_fn)(int, int, int, int, const blk_q8 *, size_t, const blk_q8 *,
                            const float *, float *, size_t);
-typedef void (*gemm_q4_fn)(int, int, int, int, const blk_q8 *, size_t, const blk_q4 *,
+typedef void (*gemm_q4_fn)(int, int, int, int, const blk_q8 *, size_t, const uint8_t *,
                            const float *, float *, size_t);
 
 static void run_gemm(const kernel_table *t, const gdata *d, const gshape *s, int n0, int n1, float *cc)
@@ -277,20 +277,27 @@ static void gemm_data(ctx *c, gdata *d, int type, int m, int n, int k, size_t ld
         break;
     }
     case WT_Q4: {
-        blk_q4 *w = xmalloc((size_t)n * nb * sizeof(blk_q4));
+        size_t rb = q4_row_bytes(nb);
+        uint8_t *w = xmalloc((size_t)n * rb);
         for (int r = 0; r < n; r++) {
             fill_u(c, row, (size_t)k, 1.0f, 0.0f);
-            quant_row_q4(k, row, w + (size_t)r * nb);
+            quant_row_q4(k, row, w + (size_t)r * rb);
         }
-        for (size_t b = 0; b < (size_t)n * nb; b++) {
-            if (rndi(c, 13) == 0)
-                memset(&w[b], 0, sizeof w[b]);
-            if (exact) {
-                w[b].d = 0x3c00;
-                for (int j = 0; j < QK / 2; j++)
-                    w[b].qs[j] = (uint8_t)(rndi(c, 4) == 0 ? (rndi(c, 2) ? 0x0f : 0xf0) : rndi(c, 256));
+        for (int r = 0; r < n; r++)
+            for (int b = 0; b < nb; b++) {
+                uint8_t *sc = w + (size_t)r * rb + q4_scale_off(b);
+                uint8_t *qs = w + (size_t)r * rb + q4_nibbles_off(nb, b);
+                if (rndi(c, 13) == 0) {
+                    memset(sc, 0, 2);
+                    memset(qs, 0, QK / 2);
+                }
+                if (exact) {
+                    sc[0] = 0x00; /* f16 1.0 = 0x3c00, little-endian */
+                    sc[1] = 0x3c;
+                    for (int j = 0; j < QK / 2; j++)
+                        qs[j] = (uint8_t)(rndi(c, 4) == 0 ? (rndi(c, 2) ? 0x0f : 0xf0) : rndi(c, 256));
+                }
             }
-        }
         d->w = w;
         break;
     }
@@ -392,12 +399,25 @@ static void test_gemm(ctx *c, const kernel_table *t, int type)
             begin(c, names[type]);
             gemm_case(c, t, type, 1 + 2 * mi, 5, 16384 + 96, 1, 5, 0, 0, mi, 0);
         }
+    /* Row lengths around the q4 groups of 16 blocks: nb % 16 = 15, 0, 1, 8, 15, 1, 7 and 15,
+     * with a short last group inside or after a full super-chunk (512 blocks). */
+    if (type >= WT_Q8) {
+        static const int gb[] = {15, 16, 17, 24, 47, 513, 519, 527};
+        static const int gm[] = {1, 2, 5};
+        for (int bi = 0; bi < 8; bi++)
+            for (int mi = 0; mi < 3; mi++) {
+                begin(c, names[type]);
+                int n = 9 + 8 * mi;
+                gemm_case(c, t, type, gm[mi], n, gb[bi] * QK, (bi + mi) % 3, n - bi % 2, bi & 1, mi & 1,
+                          (bi + mi) & 1, 0);
+            }
+    }
     /* Exact integer block sums (q8/q4): scales 1, extreme codes, integer outputs. */
     if (type >= WT_Q8) {
         static const int em[] = {1, 2, 5, 17};
         static const int en[] = {1, 7, 16, 33};
-        static const int ek[] = {32, 96, 1024};
-        for (int ki = 0; ki < 3; ki++)
+        static const int ek[] = {32, 96, 480, 1024};
+        for (int ki = 0; ki < 4; ki++)
             for (int mi = 0; mi < 4; mi++)
                 for (int ni = 0; ni < 4; ni++) {
                     begin(c, names[type]);
@@ -511,6 +531,61 @@ static void test_dequant_row(ctx *c, const kernel_table *t)
             ofree(y);
             gemm_free(&d);
         }
+}
+
+/* The q4 row layout of docs/format.md, built by hand without the kernels.h helpers: nb = 19
+ * blocks are a full group (16 scales at bytes 0..31, their nibbles at 32..287) and a short
+ * group of 3 (scales at 288..293, nibbles at 294..341). The helpers must give these offsets,
+ * the reference dequantizer must read each block from there, and quant_row_q4 must write the
+ * same bytes back: each block has a power-of-two scale and contains nibble 0 (-8 d, its largest
+ * magnitude), so quantization reproduces it exactly. Returns the failures. */
+static int test_q4_layout(ctx *c)
+{
+    enum { NB = 19, N = NB * QK, BYTES = NB * 18 };
+    uint8_t row[BYTES], back[BYTES], used[BYTES] = {0};
+    float want[N];
+    float *y = obuf(N);
+    int f0 = c->fails;
+    begin(c, "q4 layout");
+    c->level = "ref";
+    for (int b = 0; b < NB; b++) {
+        int g = b / 16, i = b % 16, r = g ? NB - 16 : 16;
+        size_t so = 288 * (size_t)g + 2 * (size_t)i, no = 288 * (size_t)g + 2 * (size_t)r + 16 * (size_t)i;
+        float d = ldexpf(1.0f, b % 5 - 2);
+        uint16_t h = f32_to_f16(d);
+        row[so] = (uint8_t)h;
+        row[so + 1] = (uint8_t)(h >> 8);
+        used[so]++;
+        used[so + 1]++;
+        for (int j = 0; j < QK / 2; j++) {
+            int lo = (j + b) % 16, hi = (3 * j + b) % 16;
+            row[no + j] = (uint8_t)(lo | hi << 4);
+            used[no + j]++;
+            want[QK * b + j] = d * (float)(lo - 8);
+            want[QK * b + 16 + j] = d * (float)(hi - 8);
+        }
+        c->checks++;
+        if (q4_scale_off(b) != so || q4_nibbles_off(NB, b) != no)
+            fail(c, "helper offsets differ from the documented layout", (size_t)b, (float)q4_nibbles_off(NB, b),
+                 (float)no, 0);
+    }
+    c->checks++;
+    for (size_t i = 0; i < sizeof row; i++)
+        if (used[i] != 1)
+            fail(c, "the documented layout does not use this byte exactly once", i, used[i], 1, 0);
+    kernels_ref.dequant_row(WT_Q4, N, row, y);
+    compare(c, TOL_EXACT, 1, y, want, N, NULL, NULL);
+    memset(back, 0, sizeof back);
+    quant_row_q4(N, want, back);
+    c->checks++;
+    for (size_t i = 0; i < sizeof row; i++)
+        if (back[i] != row[i]) {
+            fail(c, "quant_row_q4 byte differs", i, back[i], row[i], 0);
+            break;
+        }
+    ofree(y);
+    c->level = NULL;
+    return c->fails - f0;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1174,6 +1249,10 @@ int main(int argc, char **argv)
     int missed = self_test(&c);
     if (missed) {
         fprintf(stderr, "FAIL: the comparison helpers missed %d deliberate errors\n", missed);
+        return 1;
+    }
+    if (test_q4_layout(&c)) {
+        fprintf(stderr, "FAIL: the q4 row layout differs from docs/format.md\n");
         return 1;
     }
     char avail[128];

@@ -103,7 +103,9 @@ static void m_shape(uint8_t *b)
     put64(r + 96, 128);
 }
 static void m_reserved(uint8_t *b) { record(b, "t.norm")[110] = 1; }
-static void m_version(uint8_t *b) { put32(b + 8, 2); }
+/* Version 1 (q4 rows as plain block_q4_0 arrays) must be refused with a way out. */
+static void m_version(uint8_t *b) { put32(b + 8, 1); }
+static void m_version_new(uint8_t *b) { put32(b + 8, 3); }
 static void m_count(uint8_t *b) { put32(b + 12, 0x7fffffff); }
 static void m_size(uint8_t *b) { put64(b + 16, rd_u64(b + 16) + 1); }
 static void m_heads(uint8_t *b) { put32(b + WF_CONFIG_OFFSET + 4 * 5, 0); }          /* n_heads */
@@ -191,7 +193,9 @@ int main(void)
     expect_error(good, n, "missing tensor", m_missing, "missing");
     expect_error(good, n, "shape wrong for the config", m_shape, "expected");
     expect_error(good, n, "reserved byte set", m_reserved, "reserved");
-    expect_error(good, n, "version 2", m_version, "version");
+    expect_error(good, n, "version 1 (old q4 layout)", m_version, "format version 1, this build reads version 2");
+    expect_error(good, n, "version 1 names the way out", m_version, "reconvert the checkpoint with weights-tool");
+    expect_error(good, n, "version 3", m_version_new, "version 3");
     expect_error(good, n, "tensor count huge", m_count, "count");
     expect_error(good, n, "file size field wrong", m_size, "header says");
     expect_error(good, n, "zero heads", m_heads, "n_heads");

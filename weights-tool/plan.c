@@ -197,7 +197,7 @@ static void encode(const plan_tensor *t, const float *x, void *out)
         break;
     case WT_Q4:
         for (size_t r = 0; r < n / row; r++)
-            quant_row_q4((int)row, x + r * row, (blk_q4 *)out + r * (row / QK));
+            quant_row_q4((int)row, x + r * row, (uint8_t *)out + r * q4_row_bytes((int)(row / QK)));
         break;
     }
 }

@@ -75,22 +75,25 @@ static inline __attribute__((always_inline)) void load_tr8(const unsigned char *
     tr4x4(z);
 }
 
-/* Packs rows [0, nr) (1 <= nr <= 8; other lanes zero, never read) of blocks [0, nbc) starting at
- * w (row stride wrow bytes) into pk[0:nbc]. Reads only the bytes of those blocks. */
-static inline __attribute__((always_inline)) void pack_q(int q4, int nr, int nbc, const unsigned char *w,
-                                                         size_t wrow, qpack *pk)
+/* Packs rows [0, nr) (1 <= nr <= 8; other lanes zero, never read) of blocks [b0, b0 + nbc) of
+ * the rows at w (row stride wrow bytes, nb blocks per row) into pk[0:nbc]. Reads only the
+ * bytes of those blocks. */
+static inline __attribute__((always_inline)) void pack_q(int q4, int nr, int nb, int b0, int nbc,
+                                                         const unsigned char *w, size_t wrow, qpack *pk)
 {
-    const size_t bsz = q4 ? sizeof(blk_q4) : sizeof(blk_q8);
     const unsigned char *rp[8];
     for (int r = 0; r < 8; r++)
         rp[r] = w + (size_t)(r < nr ? r : 0) * wrow;
     for (int q = 0; q < nbc; q++) {
-        size_t bo = (size_t)q * bsz;
-        pk[q].d = scales8(w + bo, wrow, nr);
+        int b = b0 + q;
+        /* q4: the grouped row layout (kernels.h); q8: scale and codes of one blk_q8. */
+        size_t so = q4 ? q4_scale_off(b) : (size_t)b * sizeof(blk_q8);
+        size_t co = q4 ? q4_nibbles_off(nb, b) : so + 2;
+        pk[q].d = scales8(w + so, wrow, nr);
         __m256i z[4];
         if (q4) {
             const __m256i lo = _mm256_set1_epi8(0x0f);
-            load_tr8(rp, bo + 2, nr, z);
+            load_tr8(rp, co, nr, z);
 #pragma GCC unroll 4
             for (int g = 0; g < 4; g++) {
                 pk[q].w[g] = _mm256_and_si256(z[g], lo);                          /* elements 4g.. */
@@ -99,7 +102,7 @@ static inline __attribute__((always_inline)) void pack_q(int q4, int nr, int nbc
         } else {
 #pragma GCC unroll 2
             for (int h = 0; h < 2; h++) {
-                load_tr8(rp, bo + 2 + 16 * (size_t)h, nr, z);
+                load_tr8(rp, co + 16 * (size_t)h, nr, z);
 #pragma GCC unroll 4
                 for (int g = 0; g < 4; g++) {
                     pk[q].s[4 * h + g] = z[g];
@@ -204,8 +207,7 @@ static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, 
         return;
     }
     const int nb = k / QK;
-    const size_t bsz = q4 ? sizeof(blk_q4) : sizeof(blk_q8);
-    const size_t wrow = (size_t)nb * bsz;
+    const size_t wrow = q4 ? q4_row_bytes(nb) : (size_t)nb * sizeof(blk_q8);
     qpack pk[QG][QKC];
     int32_t ex[QT][8];
     float ad[QT][8];
@@ -217,7 +219,7 @@ static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, 
             int first = b0 == 0, last = b0 + nbc == nb;
             for (int g = 0; g < ng; g++) {
                 int r0 = jg + 8 * g, nr = je - r0 < 8 ? je - r0 : 8;
-                pack_q(q4, nr, nbc, (const unsigned char *)w + (size_t)r0 * wrow + (size_t)b0 * bsz, wrow, pk[g]);
+                pack_q(q4, nr, nb, b0, nbc, (const unsigned char *)w + (size_t)r0 * wrow, wrow, pk[g]);
             }
             for (int i = 0; i < m; i += QT) {
                 int nt = m - i < QT ? m - i : QT;
@@ -249,7 +251,7 @@ void gemm_q8_avx2(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, con
 
 /* Contract: kernels.h gemm_q4; k % 32 == 0, any m, any [n0, n1), no alignment needed. m > 1:
  * bit-identical to the reference. */
-void gemm_q4_avx2(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q4 *w,
+void gemm_q4_avx2(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
                   const float *bias, float *c, size_t ldc)
 {
     gemm_q(1, m, n0, n1, k, a, lda, w, bias, c, ldc);

@@ -14,7 +14,7 @@ void gemm_f16_avx512(int m, int n0, int n1, int k, const float *a, size_t lda, c
                      const float *bias, float *c, size_t ldc);
 void gemm_q8_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q8 *w,
                     const float *bias, float *c, size_t ldc);
-void gemm_q4_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q4 *w,
+void gemm_q4_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
                     const float *bias, float *c, size_t ldc);
 void attention_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
                       int n_keys, int causal, float scale, const float *q, size_t ldq,

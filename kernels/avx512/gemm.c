@@ -20,10 +20,10 @@ void gemm_f16_avx512(int m, int n0, int n1, int k, const float *a, size_t lda, c
                      const float *bias, float *c, size_t ldc);
 void gemm_q8_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q8 *w,
                     const float *bias, float *c, size_t ldc);
-void gemm_q4_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q4 *w,
+void gemm_q4_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
                     const float *bias, float *c, size_t ldc);
 
-void gemv_q4_avx512(int n0, int n1, int k, const blk_q8 *a, const blk_q4 *w, const float *bias, float *c);
+void gemv_q4_avx512(int n0, int n1, int k, const blk_q8 *a, const uint8_t *w, const float *bias, float *c);
 
 /* 16 lanes reduced in a fixed order: the two halves added, then hsum8. */
 static inline float hsum16(__m512 v)
@@ -294,27 +294,30 @@ static inline __attribute__((always_inline)) void load_tr16(const unsigned char 
 }
 
 /* Packs rows [0, nr) (1 <= nr <= 16; the other lanes zero and never read from memory) of blocks
- * [0, nbc) starting at w (row stride wrow bytes) into pk[0:nbc]: 16-byte row loads transposed
- * in registers; the scales by one gather. Reads only the bytes of those blocks. */
-static inline __attribute__((always_inline)) void pack_q(int q4, int nr, int nbc, const unsigned char *w,
-                                                         size_t wrow, qpack *pk)
+ * [b0, b0 + nbc) of the rows at w (row stride wrow bytes, nb blocks per row) into pk[0:nbc]:
+ * 16-byte row loads transposed in registers; the scales by one gather. Reads only the bytes of
+ * those blocks (and, for a scale, the 2 bytes after it: the next scale or the group's nibbles). */
+static inline __attribute__((always_inline)) void pack_q(int q4, int nr, int nb, int b0, int nbc,
+                                                         const unsigned char *w, size_t wrow, qpack *pk)
 {
     const __mmask16 mk = (__mmask16)((1u << nr) - 1);
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                            _mm512_set1_epi32((int)wrow));
-    const size_t bsz = q4 ? sizeof(blk_q4) : sizeof(blk_q8);
     const unsigned char *rp[16];
     for (int r = 0; r < 16; r++)
         rp[r] = w + (size_t)(r < nr ? r : 0) * wrow;
     for (int q = 0; q < nbc; q++) {
-        size_t bo = (size_t)q * bsz;
-        /* The scale: the dword at the block start, low half (the high half is code bytes). */
-        __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mk, idx, w + bo, 1);
+        int b = b0 + q;
+        /* q4: the grouped row layout (kernels.h); q8: scale and codes of one blk_q8. */
+        size_t so = q4 ? q4_scale_off(b) : (size_t)b * sizeof(blk_q8);
+        size_t co = q4 ? q4_nibbles_off(nb, b) : so + 2;
+        /* The scale: the low half of the dword at its offset. */
+        __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mk, idx, w + so, 1);
         pk[q].d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d));
         __m512i z[4];
         if (q4) {
             const __m512i lo = _mm512_set1_epi8(0x0f);
-            load_tr16(rp, bo + 2, mk, z);
+            load_tr16(rp, co, mk, z);
 #pragma GCC unroll 4
             for (int g = 0; g < 4; g++) {
                 pk[q].w[g] = _mm512_and_si512(z[g], lo);                          /* elements 4g.. */
@@ -323,7 +326,7 @@ static inline __attribute__((always_inline)) void pack_q(int q4, int nr, int nbc
         } else {
 #pragma GCC unroll 2
             for (int h = 0; h < 2; h++) {
-                load_tr16(rp, bo + 2 + 16 * (size_t)h, mk, z);
+                load_tr16(rp, co + 16 * (size_t)h, mk, z);
 #pragma GCC unroll 4
                 for (int g = 0; g < 4; g++)
                     pk[q].w[4 * h + g] = _mm512_maskz_xor_epi32(mk, z[g], _mm512_set1_epi8((char)0x80));
@@ -445,8 +448,7 @@ static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, 
         return;
     }
     const int nb = k / QK;
-    const size_t bsz = q4 ? sizeof(blk_q4) : sizeof(blk_q8);
-    const size_t wrow = (size_t)nb * bsz;
+    const size_t wrow = q4 ? q4_row_bytes(nb) : (size_t)nb * sizeof(blk_q8);
     qpack pk[QG][QKC];
     int32_t ex[QT][8];
     float ad[QT][8];
@@ -458,7 +460,7 @@ static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, 
             int first = b0 == 0, last = b0 + nbc == nb;
             for (int g = 0; g < ng; g++) {
                 int r0 = jg + 16 * g, nr = je - r0 < 16 ? je - r0 : 16;
-                pack_q(q4, nr, nbc, (const unsigned char *)w + (size_t)r0 * wrow + (size_t)b0 * bsz, wrow, pk[g]);
+                pack_q(q4, nr, nb, b0, nbc, (const unsigned char *)w + (size_t)r0 * wrow, wrow, pk[g]);
             }
             for (int i = 0; i < m; i += QT) {
                 int nt = m - i < QT ? m - i : QT;
@@ -501,7 +503,7 @@ void gemm_q8_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, c
 
 /* Contract: kernels.h gemm_q4; k % 32 == 0; any m and range, no alignment. m > 1:
  * bit-identical to the reference. */
-void gemm_q4_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q4 *w,
+void gemm_q4_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
                     const float *bias, float *c, size_t ldc)
 {
     gemm_q(1, m, n0, n1, k, a, lda, w, bias, c, ldc);

@@ -5,7 +5,7 @@
 #endif
 #include "kernels.h"
 
-void gemv_q4_avx512(int n0, int n1, int k, const blk_q8 *a, const blk_q4 *w, const float *bias, float *c);
+void gemv_q4_avx512(int n0, int n1, int k, const blk_q8 *a, const uint8_t *w, const float *bias, float *c);
 
 #define GEMV_GFNI 0
 #define GEMV_Q4_NAME gemv_q4_avx512

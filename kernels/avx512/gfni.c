@@ -8,8 +8,8 @@
 #include "kernels.h"
 
 void gfni_fill(kernel_table *t);
-void gemv_q4_gfni(int n0, int n1, int k, const blk_q8 *a, const blk_q4 *w, const float *bias, float *c);
-void gemm_q4_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q4 *w,
+void gemv_q4_gfni(int n0, int n1, int k, const blk_q8 *a, const uint8_t *w, const float *bias, float *c);
+void gemm_q4_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
                     const float *bias, float *c, size_t ldc);
 
 #define GEMV_GFNI 1
@@ -17,7 +17,7 @@ void gemm_q4_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, c
 #include "gemv_q4.h"
 
 /* Contract: kernels.h gemm_q4, as gemm_q4_avx512. */
-static void gemm_q4_gfni(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q4 *w,
+static void gemm_q4_gfni(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
                          const float *bias, float *c, size_t ldc)
 {
     if (m == 1)

@@ -40,7 +40,7 @@ void gemm_q8_neon(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, con
     qg_gemm(0, m, n0, n1, k, a, lda, w, bias, c, ldc);
 }
 
-void gemm_q4_neon(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q4 *w,
+void gemm_q4_neon(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
                   const float *bias, float *c, size_t ldc)
 {
     qg_gemm(1, m, n0, n1, k, a, lda, w, bias, c, ldc);

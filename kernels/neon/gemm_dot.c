@@ -20,7 +20,7 @@ qg_block_dot(int q4, int8x16_t al, int8x16_t ah, int8x16_t wl, int8x16_t wh)
 
 void gemm_q8_dot(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q8 *w,
                  const float *bias, float *c, size_t ldc);
-void gemm_q4_dot(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q4 *w,
+void gemm_q4_dot(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
                  const float *bias, float *c, size_t ldc);
 
 void gemm_q8_dot(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q8 *w,
@@ -29,7 +29,7 @@ void gemm_q8_dot(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, cons
     qg_gemm(0, m, n0, n1, k, a, lda, w, bias, c, ldc);
 }
 
-void gemm_q4_dot(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q4 *w,
+void gemm_q4_dot(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
                  const float *bias, float *c, size_t ldc)
 {
     qg_gemm(1, m, n0, n1, k, a, lda, w, bias, c, ldc);

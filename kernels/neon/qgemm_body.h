@@ -10,22 +10,24 @@
 
 #include "neon.h"
 
-/* Block b of four weight rows as signed codes (lo = elements 0..15, hi = 16..31) and their
- * four f16 scales widened to f32 (FCVTL is exact for every f16, like f16_to_f32). q4 nibbles
- * are stored as q + 8: the low nibbles are elements 0..15 and the high ones 16..31, which
- * lines them up with the two halves of the activation block. */
+/* Block b (of nb per row) of four weight rows as signed codes (lo = elements 0..15, hi =
+ * 16..31) and their four f16 scales widened to f32 (FCVTL is exact for every f16, like
+ * f16_to_f32). q4 rows have the grouped layout of kernels.h; the nibbles are stored as q + 8:
+ * the low nibbles are elements 0..15 and the high ones 16..31, which lines them up with the
+ * two halves of the activation block. */
 static inline __attribute__((always_inline)) float32x4_t
-qg_load_w(int q4, const void *const rows[4], int b, int8x16_t wl[4], int8x16_t wh[4])
+qg_load_w(int q4, const void *const rows[4], int nb, int b, int8x16_t wl[4], int8x16_t wh[4])
 {
     uint16_t ds[4];
+    size_t no = q4 ? q4_nibbles_off(nb, b) : 0; /* the same in all rows */
     #pragma GCC unroll 8
     for (int r = 0; r < 4; r++) {
         if (q4) {
-            const blk_q4 *p = (const blk_q4 *)rows[r] + b;
-            uint8x16_t v = vld1q_u8(p->qs);
+            const uint8_t *row = rows[r];
+            uint8x16_t v = vld1q_u8(row + no);
             wl[r] = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0f))), vdupq_n_s8(8));
             wh[r] = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), vdupq_n_s8(8));
-            ds[r] = p->d;
+            ds[r] = q4_scale(row, b);
         } else {
             const blk_q8 *p = (const blk_q8 *)rows[r] + b;
             wl[r] = vld1q_s8(p->qs);
@@ -50,7 +52,7 @@ qg_tile(int mr, int q4, int nb, const blk_q8 *a, size_t lda, const void *const r
         s[t] = vdupq_n_f32(0.0f);
     for (int b = 0; b < nb; b++) {
         int8x16_t wl[4], wh[4];
-        float32x4_t dw = qg_load_w(q4, rows, b, wl, wh);
+        float32x4_t dw = qg_load_w(q4, rows, nb, b, wl, wh);
         #pragma GCC unroll 8
         for (int t = 0; t < mr; t++) {
             const blk_q8 *ab = a + (size_t)t * lda + b;
@@ -80,7 +82,7 @@ qg_gemm(int q4, int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const
         const float *bias, float *c, size_t ldc)
 {
     int nb = k / QK;
-    size_t row_bytes = (size_t)nb * (q4 ? sizeof(blk_q4) : sizeof(blk_q8));
+    size_t row_bytes = q4 ? q4_row_bytes(nb) : (size_t)nb * sizeof(blk_q8);
     for (int n = n0; n < n1; n += 4) {
         int nr = n1 - n < 4 ? n1 - n : 4;
         const void *rows[4];

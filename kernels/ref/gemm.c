@@ -50,24 +50,25 @@ void gemm_q8_ref(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, cons
         }
 }
 
-void gemm_q4_ref(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q4 *w,
+void gemm_q4_ref(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
                  const float *bias, float *c, size_t ldc)
 {
     int nb = k / QK;
     for (int i = 0; i < m; i++)
         for (int n = n0; n < n1; n++) {
-            const blk_q4 *wr = w + (size_t)n * nb;
+            const uint8_t *wr = w + (size_t)n * q4_row_bytes(nb);
             const blk_q8 *ar = a + (size_t)i * lda;
             float s = 0;
             for (int b = 0; b < nb; b++) {
+                const uint8_t *qs = wr + q4_nibbles_off(nb, b);
                 int32_t dot = 0;
                 for (int j = 0; j < QK / 2; j++) {
                     /* Stored nibbles are q + 8. */
-                    int lo = (wr[b].qs[j] & 0x0f) - 8;
-                    int hi = (wr[b].qs[j] >> 4) - 8;
+                    int lo = (qs[j] & 0x0f) - 8;
+                    int hi = (qs[j] >> 4) - 8;
                     dot += lo * ar[b].qs[j] + hi * ar[b].qs[j + QK / 2];
                 }
-                s += (float)dot * (f16_to_f32(ar[b].d) * f16_to_f32(wr[b].d));
+                s += (float)dot * (f16_to_f32(ar[b].d) * f16_to_f32(q4_scale(wr, b)));
             }
             c[(size_t)i * ldc + n] = bias ? s + bias[n] : s;
         }

@@ -12,7 +12,7 @@ void gemm_f16_ref(int m, int n0, int n1, int k, const float *a, size_t lda, cons
                   const float *bias, float *c, size_t ldc);
 void gemm_q8_ref(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q8 *w,
                  const float *bias, float *c, size_t ldc);
-void gemm_q4_ref(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q4 *w,
+void gemm_q4_ref(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
                  const float *bias, float *c, size_t ldc);
 void quant_q8_ref(int n, const float *x, blk_q8 *y);
 void dequant_row_ref(int type, int n, const void *row, float *y);

@@ -21,9 +21,10 @@ void quant_row_q8(int n, const float *x, blk_q8 *y)
     }
 }
 
-void quant_row_q4(int n, const float *x, blk_q4 *y)
+void quant_row_q4(int n, const float *x, uint8_t *row)
 {
-    for (int b = 0; b < n / QK; b++) {
+    int nb = n / QK;
+    for (int b = 0; b < nb; b++) {
         const float *xb = x + b * QK;
         /* The signed value of largest magnitude maps to -8, so the full 16 levels are used. */
         float amax = 0;
@@ -35,7 +36,11 @@ void quant_row_q4(int n, const float *x, blk_q4 *y)
             }
         float d = vmax / -8.0f;
         float id = d != 0 ? 1.0f / d : 0.0f;
-        y[b].d = f32_to_f16(d);
+        uint16_t dh = f32_to_f16(d);
+        uint8_t *sc = row + q4_scale_off(b);
+        uint8_t *qs = row + q4_nibbles_off(nb, b);
+        sc[0] = (uint8_t)dh;
+        sc[1] = (uint8_t)(dh >> 8);
         for (int j = 0; j < QK / 2; j++) {
             float lo = xb[j] * id + 8.5f;
             float hi = xb[j + QK / 2] * id + 8.5f;
@@ -45,7 +50,7 @@ void quant_row_q4(int n, const float *x, blk_q4 *y)
                 ql = 0;
             if (qh < 0)
                 qh = 0;
-            y[b].qs[j] = (uint8_t)(ql | (qh << 4));
+            qs[j] = (uint8_t)(ql | (qh << 4));
         }
     }
 }
@@ -73,11 +78,11 @@ void dequant_row_ref(int type, int n, const void *row, float *y)
         break;
     case WT_Q4:
         for (int b = 0; b < n / QK; b++) {
-            const blk_q4 *q = (const blk_q4 *)row + b;
-            float d = f16_to_f32(q->d);
+            const uint8_t *qs = (const uint8_t *)row + q4_nibbles_off(n / QK, b);
+            float d = f16_to_f32(q4_scale(row, b));
             for (int j = 0; j < QK / 2; j++) {
-                y[b * QK + j] = d * ((q->qs[j] & 0x0f) - 8);
-                y[b * QK + j + QK / 2] = d * ((q->qs[j] >> 4) - 8);
+                y[b * QK + j] = d * ((qs[j] & 0x0f) - 8);
+                y[b * QK + j + QK / 2] = d * ((qs[j] >> 4) - 8);
             }
         }
         break;
