@@ -5,7 +5,8 @@
  * maximum lane-wise, one rescale when some lane's maximum rises, vector exp, then
  * acc[c] += p_j * v[j][c]. A lane never depends on the others (a masked causal key gives
  * p = 0 and r = 1 exactly), so tiles and head ranges never change a result. nq == 1 (decode)
- * keeps the AVX2 one-query path. attention and attention_f16kv share one body, specialised by a
+ * has its own path (decode_head: row after row, accumulators in registers). attention and
+ * attention_f16kv share one body, specialised by a
  * compile-time element type: f16 key and value rows are widened exactly (F16C) into a stack
  * buffer once per tile, then the arithmetic is the f32 kernel's. */
 #ifndef __AVX512F__
@@ -59,6 +60,12 @@ static inline __m512 exp16(__m512 x)
     y = _mm512_mask_mov_ps(y, over, _mm512_set1_ps(__builtin_inff()));
     y = _mm512_mask_mov_ps(y, under, _mm512_setzero_ps());
     return _mm512_mask_mov_ps(y, nan, x);
+}
+
+/* 16 elements at p (f32, or f16 widened exactly), lanes outside m zero and not read. */
+KV_INLINE __m512 kv_load16(const void *p, __mmask16 m, int f16)
+{
+    return f16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)) : _mm512_maskz_loadu_ps(m, p);
 }
 
 /* One tile: queries t0 .. t0 + nt - 1 (nt <= QL) of one head; q, k, v, out already offset to
@@ -201,14 +208,104 @@ KV_INLINE void attention_tiles(int h0, int h1, int nq, int n_heads, int n_kv_hea
     }
 }
 
-/* nq == 1: the AVX2 one-query kernels. */
+/* One query (decode), head_dim d <= 16 nv: keys, then values, read row after row (the order
+ * DRAM streams best: interleaving 4 key rows or splitting value rows into column halves measured
+ * slower from DRAM although faster in cache). The accumulators are nv named registers (nv is a
+ * compile-time constant at every call), where an array indexed at run time would sit in memory
+ * with a store-to-load chain per key. Per block of KB keys: scores (two alternating partial
+ * sums per key, so one key's FMA chain is half as long), one rescale if the block raises the
+ * maximum, vector exp, the weighted sum of the value rows. */
+KV_INLINE void decode_head(int d, int nk, float scale, const float *q, const void *k, const void *v, size_t ldkv,
+                           float *out, int f16, const int nv)
+{
+    const __mmask16 tail = (__mmask16)(0xffffu >> (16 * nv - d)); /* lanes of the last vector */
+    __m512 qv[16], acc[16];
+    float sc[KB];
+#pragma GCC unroll 16
+    for (int i = 0; i < nv; i++) {
+        qv[i] = _mm512_maskz_loadu_ps(i == nv - 1 ? tail : 0xffff, q + 16 * i);
+        acc[i] = _mm512_setzero_ps();
+    }
+    float mx = -INFINITY, sum = 0;
+    for (int j0 = 0; j0 < nk; j0 += KB) {
+        int nb = nk - j0 < KB ? nk - j0 : KB;
+        float bmax = -INFINITY;
+        for (int j = 0; j < nb; j++) {
+            const void *kj = kv_at(k, (size_t)(j0 + j) * ldkv, f16);
+            __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+#pragma GCC unroll 16
+            for (int i = 0; i < nv; i++) {
+                __m512 x = kv_load16(kv_at(kj, (size_t)(16 * i), f16), i == nv - 1 ? tail : 0xffff, f16);
+                if (i & 1)
+                    s1 = _mm512_fmadd_ps(qv[i], x, s1);
+                else
+                    s0 = _mm512_fmadd_ps(qv[i], x, s0);
+            }
+            sc[j] = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) * scale;
+            bmax = sc[j] > bmax ? sc[j] : bmax;
+        }
+        if (bmax > mx) {
+            /* Rescale what was accumulated under the old maximum (0 on the first block). */
+            float r = expf(mx - bmax);
+            sum *= r;
+#pragma GCC unroll 16
+            for (int i = 0; i < nv; i++)
+                acc[i] = _mm512_mul_ps(acc[i], _mm512_set1_ps(r));
+            mx = bmax;
+        }
+        __m512 psum = _mm512_setzero_ps();
+        for (int j = 0; j < nb; j += 16) {
+            __mmask16 m = nb - j >= 16 ? 0xffff : (__mmask16)((1u << (nb - j)) - 1);
+            __m512 p = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sc + j), _mm512_set1_ps(mx))));
+            _mm512_mask_storeu_ps(sc + j, m, p);
+            psum = _mm512_add_ps(psum, p);
+        }
+        sum += _mm512_reduce_add_ps(psum);
+        for (int j = 0; j < nb; j++) {
+            const void *vj = kv_at(v, (size_t)(j0 + j) * ldkv, f16);
+            __m512 p = _mm512_set1_ps(sc[j]);
+#pragma GCC unroll 16
+            for (int i = 0; i < nv; i++)
+                acc[i] = _mm512_fmadd_ps(p, kv_load16(kv_at(vj, (size_t)(16 * i), f16), i == nv - 1 ? tail : 0xffff, f16),
+                                         acc[i]);
+        }
+    }
+    __m512 inv = _mm512_set1_ps(sum > 0 ? 1.0f / sum : 0.0f);
+#pragma GCC unroll 16
+    for (int i = 0; i < nv; i++)
+        _mm512_mask_storeu_ps(out + 16 * i, i == nv - 1 ? tail : 0xffff, _mm512_mul_ps(acc[i], inv));
+}
+
+/* nq == 1 (contract: kernels.h): decode_head per head, specialised on the number of vectors. */
+KV_INLINE void attention_decode(int h0, int h1, int n_heads, int n_kv_heads, int d, int n_keys, int causal,
+                                float scale, const float *q, const void *k, const void *v, size_t ldkv, float *out,
+                                int f16)
+{
+    int group = n_heads / n_kv_heads;
+    int nk = causal >= 0 && causal + 1 < n_keys ? causal + 1 : n_keys;
+    for (int h = h0; h < h1; h++) {
+        const void *kh = kv_at(k, (size_t)(h / group) * d, f16), *vh = kv_at(v, (size_t)(h / group) * d, f16);
+        const float *qh = q + (size_t)h * d;
+        float *oh = out + (size_t)h * d;
+        switch ((d + 15) / 16) {
+#define DECODE_NV(n)                                                                                                   \
+    case n:                                                                                                            \
+        decode_head(d, nk, scale, qh, kh, vh, ldkv, oh, f16, n);                                                       \
+        break;
+            DECODE_NV(1) DECODE_NV(2) DECODE_NV(3) DECODE_NV(4) DECODE_NV(5) DECODE_NV(6) DECODE_NV(7) DECODE_NV(8)
+            DECODE_NV(9) DECODE_NV(10) DECODE_NV(11) DECODE_NV(12) DECODE_NV(13) DECODE_NV(14) DECODE_NV(15)
+            DECODE_NV(16)
+#undef DECODE_NV
+        }
+    }
+}
+
 void attention_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
                       int n_keys, int causal, float scale, const float *q, size_t ldq,
                       const float *k, const float *v, size_t ldkv, float *out, size_t ldo)
 {
     if (nq < 2)
-        attention_avx2(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out,
-                       ldo);
+        attention_decode(h0, h1, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, k, v, ldkv, out, 0);
     else
         attention_tiles(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out,
                         ldo, 0);
@@ -219,8 +316,7 @@ void attention_f16kv_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads,
                             const uint16_t *k, const uint16_t *v, size_t ldkv, float *out, size_t ldo)
 {
     if (nq < 2)
-        attention_f16kv_avx2(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv,
-                             out, ldo);
+        attention_decode(h0, h1, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, k, v, ldkv, out, 1);
     else
         attention_tiles(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out,
                         ldo, 1);
