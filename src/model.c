@@ -444,6 +444,12 @@ static int ensure_kv(model *m, int needed, vlm_error *e)
     return 0;
 }
 
+int model_reserve(model *m, int positions, vlm_error *e)
+{
+    uint32_t n = positions < 0 ? 0 : (uint32_t)positions;
+    return ensure_kv(m, (int)(n < m->cfg.max_seq_len ? n : m->cfg.max_seq_len), e);
+}
+
 void model_set_kv_f32(model *m, int f32)
 {
     f32 = f32 != 0;

@@ -123,6 +123,12 @@ int model_embed(model *m, const int *ids, int n, float *out, vlm_error *e);
  * cache; writes the logits (vocab) of the last position when logits != NULL. */
 int model_forward(model *m, const float *x, int T, float *logits, vlm_error *e);
 
+/* Makes the KV cache hold `positions` positions (at most the context) now, keeping what it
+ * holds, so that forward passes up to there never grow it: a growth copies the whole cache, a
+ * pause that would otherwise fall in the middle of an answer. The memory is allocated, not
+ * touched: pages become resident as positions are written. */
+int model_reserve(model *m, int positions, vlm_error *e);
+
 /* Forgets the KV cache contents (a new conversation). */
 void model_reset(model *m);
 

@@ -645,7 +645,12 @@ static int run_cached(vlm_model *v, const builder *b, const vlm_request *rq, vlm
     res->n_prefilled = T - reuse;
 
     int P = T - reuse;
-    int rc = ensure_emb(v, P, err);
+    int max_new = rq->max_new_tokens > 0 ? rq->max_new_tokens : INT_MAX;
+    /* Room for the prompt and the whole answer before prefill, so the cache never grows (a
+     * copy of all of it) between two tokens of the answer. */
+    int rc = model_reserve(m, max_new < INT_MAX - T ? T + max_new : INT_MAX, err);
+    if (!rc)
+        rc = ensure_emb(v, P, err);
     if (rc)
         return rc;
     for (int q = 0; q < P; q++) {
@@ -676,7 +681,6 @@ static int run_cached(vlm_model *v, const builder *b, const vlm_request *rq, vlm
         memcpy(rq->logits_out, v->logits, c->vocab_size * sizeof(float));
 
     /* Generation: each sampled id is fed back unless the answer ends with it. */
-    int max_new = rq->max_new_tokens > 0 ? rq->max_new_tokens : INT_MAX;
     rng r = {rq->seed ? rq->seed : 0x2545f4914f6cdd1dull};
     int *gen = v->gen;
     size_t emitted = 0;

@@ -7,6 +7,7 @@
  * exactly). With the f16 KV cache (the default) the same, except that the LLM stages get the
  * bound derived from f16 rounding below. q8/q4 conversions must stay close (cosine and top-5
  * agreement of the last logits, bounds below). */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -349,6 +350,65 @@ static void check_thread_determinism(const char *fixture, int quant)
 
 /* Bounds for random-weight fixtures: their logits have no structure, so q4 noise (about 1/16
  * of each block's range) shows much more than on trained weights; q8 stays near-exact. */
+/* n single steps after a t-token prompt of fixed ids from an empty cache; the last logits. */
+static int run_steps(model *m, int t, int n, float *emb, float *logits, vlm_error *e)
+{
+    for (int i = 0; i < t + n; i++) {
+        int id = 3 + (i * 7) % ((int)m->cfg.vocab_size - 3);
+        if (model_embed(m, &id, 1, emb, e) || model_forward(m, emb, 1, i == t + n - 1 ? logits : NULL, e))
+            return -1;
+    }
+    return 0;
+}
+
+/* model_reserve: the cache reserved up front holds the whole run without growing, and the
+ * result equals a run whose cache grew past 256 positions on the way (a growth copies every
+ * head; a reserve copies nothing). A reserve past the context stops at the context. */
+static void check_reserve(const char *fixture)
+{
+    char path[1024];
+    if (golden_convert(fixture, WT_Q8, -1, path, sizeof path)) {
+        TH_CHECK(0, "%s: conversion failed", fixture);
+        return;
+    }
+    model m;
+    vlm_error e;
+    int rc = model_open(path, 2, NULL, &m, &e);
+    TH_CHECK(rc == 0, "%s: %s", fixture, e.msg);
+    if (rc) {
+        remove(path);
+        return;
+    }
+    enum { PROMPT = 5, STEPS = 300 };
+    int V = (int)m.cfg.vocab_size;
+    float *emb = malloc(sizeof(float) * m.cfg.dim), *grown = malloc(sizeof(float) * V),
+          *reserved = malloc(sizeof(float) * V);
+    TH_CHECK(m.cfg.max_seq_len >= PROMPT + STEPS, "%s: context %u too short for this test", fixture,
+             m.cfg.max_seq_len);
+    rc = run_steps(&m, PROMPT, STEPS, emb, grown, &e);
+    TH_CHECK(rc == 0 && m.kv_cap >= PROMPT + STEPS, "%s: %s (cap %d)", fixture, rc ? e.msg : "", m.kv_cap);
+    /* A type change frees the cache: start again from none. */
+    model_set_kv_f32(&m, 1);
+    model_set_kv_f32(&m, 0);
+    TH_CHECK(m.kv_cap == 0, "%s: cache of %d positions after a type change", fixture, m.kv_cap);
+    rc = model_reserve(&m, PROMPT + STEPS, &e);
+    int cap = m.kv_cap;
+    TH_CHECK(rc == 0 && cap >= PROMPT + STEPS, "%s: reserve gave %d positions", fixture, cap);
+    rc = run_steps(&m, PROMPT, STEPS, emb, reserved, &e);
+    TH_CHECK(rc == 0 && m.kv_cap == cap, "%s: the reserved cache grew from %d to %d", fixture, cap, m.kv_cap);
+    TH_CHECK(!memcmp(grown, reserved, sizeof(float) * V), "%s: logits differ between grown and reserved caches",
+             fixture);
+    rc = model_reserve(&m, INT_MAX, &e);
+    TH_CHECK(rc == 0 && m.kv_cap == (int)m.cfg.max_seq_len && m.n_past == PROMPT + STEPS,
+             "%s: reserve past the context: cap %d (context %u), n_past %d", fixture, m.kv_cap, m.cfg.max_seq_len,
+             m.n_past);
+    free(emb);
+    free(grown);
+    free(reserved);
+    model_close(&m);
+    remove(path);
+}
+
 int main(void)
 {
     check_fixture("tiny-v2", 1, VLM_KV_F32);
@@ -360,6 +420,7 @@ int main(void)
     check_fixture("tiny-v1", 2, VLM_KV_F16);
     check_thread_determinism("tiny-v2", WT_F32);
     check_thread_determinism("tiny-v1", WT_Q4);
+    check_reserve("tiny-v2");
     check_fixture_quant("tiny-v2", WT_Q8, 0.998, 4);
     check_fixture_quant("tiny-v1", WT_Q8, 0.998, 4);
     check_fixture_quant("tiny-v2", WT_Q4, 0.93, 2);
