@@ -153,7 +153,7 @@ void GEMV_Q4_NAME(int n0, int n1, int k, const blk_q8 *a, const uint8_t *w, cons
 {
     int nb = k / QK;
     size_t wrow = q4_row_bytes(nb);
-    act_step t[SCQ]; /* 20 KB */
+    _Alignas(64) act_step t[SCQ]; /* 20 KB; whole cache lines per table row */
     for (int b0 = 0; b0 < nb; b0 += SCQ * QB) {
         int nbc = nb - b0 < SCQ * QB ? nb - b0 : SCQ * QB;
         act_tables(a, b0, nbc, t);
