@@ -89,10 +89,11 @@ static inline __attribute__((always_inline)) __m512 step_dot(__m512 acc, const u
     for (int g = 0; g < 4; g++) {
         __m512i v;
         if (r == QB) {
+            /* GCC folds this load into both the and and the affine (two loads of the same 64
+             * bytes). An empty asm forcing one load made the kernel faster in L2 (37.7 -> 45
+             * GB/s) but generation from DRAM slower (bench_e2e: 70-76% of the roofline against
+             * 83-86% without), so the loads stay as the compiler schedules them. */
             v = _mm512_loadu_si512(p + 2 * QB + 64 * g);
-            /* One load: GCC otherwise folds it into both the and and the shift/affine, and the
-             * load ports (Zen 4: one 512-bit load per cycle) are what bounds this loop in L2. */
-            __asm__("" : "+v"(v));
         } else {
             int bytes = 16 * r - 64 * g;
             bytes = bytes < 0 ? 0 : bytes > 64 ? 64 : bytes;
