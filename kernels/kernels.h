@@ -123,6 +123,16 @@ typedef struct kernel_table {
                             int n_keys, int causal, float scale, const float *q, size_t ldq,
                             const uint16_t *k, const uint16_t *v, size_t ldkv, float *out,
                             size_t ldo);
+    /* attention with the keys and values stored as q8 blocks (the LLM's q8 KV cache): a K/V row
+     * of a kv head is head_dim / 32 blk_q8 (head_dim % 32 == 0), element i of it = d * qs of
+     * block i / 32; key j of kv head g is the row at k + j * ldkv + g * (head_dim / 32), ldkv
+     * counted in blocks (the same for v); q and out are f32 and the contract is attention's.
+     * Each element dequantizes exactly in f32 (an f16 scale times an int8 code needs 18 of
+     * f32's 24 significand bits), so the reference equals attention on the dequantized K/V bit
+     * for bit. */
+    void (*attention_q8kv)(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
+                           int n_keys, int causal, float scale, const float *q, size_t ldq,
+                           const blk_q8 *k, const blk_q8 *v, size_t ldkv, float *out, size_t ldo);
     /* y[i] = x[i] as f16 for i in [i0, i1): round to nearest even, overflow to inf, subnormal
      * results kept, NaN quiet with its sign and top payload bits (bit for bit what F16C
      * vcvtps2ph and Arm fcvtn give; f32_to_f16 in src/util.h). Writes only y[i0:i1]. */

@@ -17,6 +17,7 @@ typedef enum tol_op {
     TOL_ACT,      /* activations built on a vector exp / erf (silu, quick_gelu, gelu_erf) */
     TOL_ATTN,     /* attention: dot products, vector exp, weighted sums over the keys */
     TOL_ATTN_F16KV, /* the same with f16 keys and values (converted exactly, so the same bound) */
+    TOL_ATTN_Q8KV, /* the same with q8 keys and values (dequantized exactly, so the same bound) */
     TOL_ROPE,     /* rotary embedding: same cos/sin, products possibly fused */
     TOL_CONV,     /* dwconv3x3, avgpool: 9-term sums, window means */
     TOL_COUNT
@@ -41,6 +42,7 @@ static inline tol_row tol_get(tol_op op)
         [TOL_ACT] = {"activation", 1e-6f, 4e-6f, 0},
         [TOL_ATTN] = {"attention", 1e-6f, 1e-5f, 1},
         [TOL_ATTN_F16KV] = {"attention_f16kv", 1e-6f, 1e-5f, 1},
+        [TOL_ATTN_Q8KV] = {"attention_q8kv", 1e-6f, 1e-5f, 1},
         [TOL_ROPE] = {"rope", 1e-6f, 1e-6f, 0},
         [TOL_CONV] = {"conv", 1e-6f, 1e-6f, 0},
     };

@@ -805,21 +805,25 @@ static void test_rope(ctx *c, const kernel_table *t)
         }
 }
 
-/* One attention call over the case's operands: the f32 slot, or attention_f16kv over the same
- * keys and values stored as f16. */
+/* One attention call over the case's operands: the f32 slot, or attention_f16kv /
+ * attention_q8kv over the same keys and values stored as f16 / q8 (et: WT_F32, WT_F16, WT_Q8). */
 typedef struct attn_args {
     int nq, n_heads, n_kv, hd, n_keys, causal;
     float scale;
-    const float *q, *k, *v;    /* (nq, ldq), (n_keys, ldkv) */
-    const uint16_t *kh, *vh;   /* k and v as f16 (f16 cases) */
-    size_t ldq, ldkv, ldo;
+    const float *q, *k, *v;    /* (nq, ldq), (n_keys, ldkv): the K/V values each kernel sees */
+    const uint16_t *kh, *vh;   /* k and v as f16 (f16 cases), (n_keys, ldkv) */
+    const blk_q8 *kq, *vq;     /* k and v as q8 (q8 cases), (n_keys, ldkvb) blocks */
+    size_t ldq, ldkv, ldkvb, ldo;
 } attn_args;
 
-static void run_attn(const kernel_table *t, int f16, const attn_args *a, int h0, int h1, float *out)
+static void run_attn(const kernel_table *t, int et, const attn_args *a, int h0, int h1, float *out)
 {
-    if (f16)
+    if (et == WT_F16)
         t->attention_f16kv(h0, h1, a->nq, a->n_heads, a->n_kv, a->hd, a->n_keys, a->causal, a->scale, a->q, a->ldq,
                            a->kh, a->vh, a->ldkv, out, a->ldo);
+    else if (et == WT_Q8)
+        t->attention_q8kv(h0, h1, a->nq, a->n_heads, a->n_kv, a->hd, a->n_keys, a->causal, a->scale, a->q, a->ldq,
+                          a->kq, a->vq, a->ldkvb, out, a->ldo);
     else
         t->attention(h0, h1, a->nq, a->n_heads, a->n_kv, a->hd, a->n_keys, a->causal, a->scale, a->q, a->ldq, a->k,
                      a->v, a->ldkv, out, a->ldo);
@@ -839,56 +843,107 @@ static void attn_f16_operands(ctx *c, float *x, uint16_t *xh, size_t n)
     }
 }
 
-static void attn_case(ctx *c, const kernel_table *t, int f16, int nq, int n_heads, int n_kv, int hd, int n_keys,
+/* The keys or values of a q8 case: each (key, kv head) row of x quantized by quant_row_q8 into
+ * xq (row stride ldkvb blocks), some blocks then replaced by an all-zero block, a subnormal f16
+ * scale, or codes of -128 (never produced by quant_q8, but a valid block) and 127; every row is
+ * dequantized back into x (what the reference check below compares against). Padding blocks
+ * get a NaN scale: a kernel that read them would show it. */
+static void attn_q8_operands(ctx *c, float *x, blk_q8 *xq, const attn_args *a)
+{
+    int nb = a->hd / QK;
+    for (size_t i = 0; i < (size_t)a->n_keys * a->ldkvb; i++)
+        xq[i] = (blk_q8){.d = 0x7e00};
+    for (int j = 0; j < a->n_keys; j++)
+        for (int g = 0; g < a->n_kv; g++) {
+            float *row = x + (size_t)j * a->ldkv + (size_t)g * a->hd;
+            blk_q8 *bq = xq + (size_t)j * a->ldkvb + (size_t)g * nb;
+            quant_row_q8(a->hd, row, bq);
+            for (int b = 0; b < nb; b++) {
+                int kind = rndi(c, 16);
+                if (kind == 0)
+                    bq[b] = (blk_q8){.d = 0};
+                else if (kind == 1)
+                    bq[b].d = (uint16_t)(1 + rndi(c, 1023)); /* subnormal: (1..1023) 2^-24 */
+                else if (kind == 2)
+                    for (int e = 0; e < QK; e += 1 + rndi(c, 5))
+                        bq[b].qs[e] = (int8_t)(rndi(c, 2) ? -128 : 127);
+            }
+            kernels_ref.dequant_row(WT_Q8, a->hd, bq, row);
+        }
+}
+
+static void attn_case(ctx *c, const kernel_table *t, int et, int nq, int n_heads, int n_kv, int hd, int n_keys,
                       int causal, int h0, int h1, int pad)
 {
-    begin(c, f16 ? "attention_f16kv" : "attention");
+    static const char *const names[] = {[WT_F32] = "attention", [WT_F16] = "attention_f16kv",
+                                        [WT_Q8] = "attention_q8kv"};
+    begin(c, names[et]);
     snprintf(c->what, sizeof c->what, "nq=%d heads=%d kv=%d hd=%d keys=%d causal=%d range=[%d,%d) pad=%d",
              nq, n_heads, n_kv, hd, n_keys, causal, h0, h1, pad);
     attn_args a = {.nq = nq, .n_heads = n_heads, .n_kv = n_kv, .hd = hd, .n_keys = n_keys, .causal = causal,
                    .scale = 1.0f / sqrtf((float)hd), .ldq = (size_t)n_heads * hd + (size_t)pad,
-                   .ldkv = (size_t)n_kv * hd + (size_t)pad, .ldo = (size_t)n_heads * hd + (size_t)(2 * pad)};
+                   .ldkv = (size_t)n_kv * hd + (size_t)pad, .ldkvb = (size_t)n_kv * hd / QK + (pad ? 1 : 0),
+                   .ldo = (size_t)n_heads * hd + (size_t)(2 * pad)};
     size_t nkv = (size_t)n_keys * a.ldkv;
+    size_t nkvb = et == WT_Q8 ? (size_t)n_keys * a.ldkvb : 0;
     float *q = xmalloc((size_t)nq * a.ldq * sizeof(float));
     float *k = xmalloc(nkv * sizeof(float));
     float *v = xmalloc(nkv * sizeof(float));
-    uint16_t *kh = f16 ? xmalloc(nkv * sizeof *kh) : NULL;
-    uint16_t *vh = f16 ? xmalloc(nkv * sizeof *vh) : NULL;
+    uint16_t *kh = et == WT_F16 ? xmalloc(nkv * sizeof *kh) : NULL;
+    uint16_t *vh = et == WT_F16 ? xmalloc(nkv * sizeof *vh) : NULL;
+    blk_q8 *kq = nkvb ? xmalloc(nkvb * sizeof *kq) : NULL;
+    blk_q8 *vq = nkvb ? xmalloc(nkvb * sizeof *vq) : NULL;
     /* Scores of a few units: a peaked but not one-hot softmax, as in trained models. */
     fill_u(c, q, (size_t)nq * a.ldq, 3.0f, 0.0f);
     fill_u(c, k, nkv, 1.0f, 0.0f);
     fill_u(c, v, nkv, 1.0f, 0.0f);
-    if (f16) {
+    if (et == WT_F16) {
         attn_f16_operands(c, k, kh, nkv);
         attn_f16_operands(c, v, vh, nkv);
+    } else if (et == WT_Q8) {
+        attn_q8_operands(c, k, kq, &a);
+        attn_q8_operands(c, v, vq, &a);
     }
     a.q = q;
     a.k = k;
     a.v = v;
     a.kh = kh;
     a.vh = vh;
+    a.kq = kq;
+    a.vq = vq;
     size_t no = (size_t)nq * a.ldo;
     float *r = obuf(no);
     float *y = obuf(no);
     float *sp = obuf(no);
-    run_attn(&kernels_ref, f16, &a, h0, h1, r);
+    run_attn(&kernels_ref, et, &a, h0, h1, r);
     gshape gs = {.n0 = h0 * hd, .n1 = h1 * hd, .ldc = a.ldo};
-    if (f16) {
-        /* The specification: the f16 reference is the f32 reference on the widened K/V. */
+    if (et != WT_F32) {
+        /* The specification: the f16 / q8 reference is the f32 reference on the widened K/V. */
         float *r32 = obuf(no);
-        run_attn(&kernels_ref, 0, &a, h0, h1, r32);
-        same_bits(c, "f16 reference differs from the f32 reference on widened K/V", r, r32, no);
+        run_attn(&kernels_ref, WT_F32, &a, h0, h1, r32);
+        same_bits(c, "reference differs from the f32 reference on widened K/V", r, r32, no);
         ofree(r32);
     }
     for (int i = 0; i < nq; i++)
         for (int j = h0 * hd; j < h1 * hd; j++)
             y[(size_t)i * a.ldo + j] = NAN;
-    run_attn(t, f16, &a, h0, h1, y);
+    run_attn(t, et, &a, h0, h1, y);
     int mid = h0 + rndi(c, h1 - h0 + 1);
-    run_attn(t, f16, &a, h0, mid, sp);
-    run_attn(t, f16, &a, mid, h1, sp);
-    if (compare(c, f16 ? TOL_ATTN_F16KV : TOL_ATTN, n_keys, y, r, no, gemm_inside, &gs))
+    run_attn(t, et, &a, h0, mid, sp);
+    run_attn(t, et, &a, mid, h1, sp);
+    if (compare(c, et == WT_F32 ? TOL_ATTN : et == WT_F16 ? TOL_ATTN_F16KV : TOL_ATTN_Q8KV, n_keys, y, r, no,
+                gemm_inside, &gs))
         same_bits(c, "split heads differ", sp, y, no);
+    if (et != WT_F32 && nq == 1) {
+        /* Decode: every level's one-query path is its f32 arithmetic on the widened values, so
+         * the level's f32 kernel on the widened K/V gives the same bits. (The multi-query tiles
+         * take 16 keys per softmax block with widened rows instead of 64: there the tolerance
+         * against the reference is the check.) */
+        float *y32 = obuf(no);
+        run_attn(t, WT_F32, &a, h0, h1, y32);
+        same_bits(c, "one query: differs from the level's f32 kernel on widened K/V", y, y32, no);
+        ofree(y32);
+    }
     ofree(r);
     ofree(y);
     ofree(sp);
@@ -897,12 +952,17 @@ static void attn_case(ctx *c, const kernel_table *t, int f16, int nq, int n_head
     free(v);
     free(kh);
     free(vh);
+    free(kq);
+    free(vq);
 }
 
-/* f16: attention_f16kv over the same shapes. */
-static void attention_shapes(ctx *c, const kernel_table *t, int f16)
+/* et: attention (WT_F32), attention_f16kv (WT_F16) or attention_q8kv (WT_Q8) over the same
+ * shapes; q8 needs head_dim % 32 == 0, so its head dims are 32, 64, 96, 128 where the others
+ * take 16, 64, 80, 128, and 32, 96, 256 where they take the odd ones. */
+static void attention_shapes(ctx *c, const kernel_table *t, int et)
 {
-    static const int hds[] = {16, 64, 80, 128};
+    int q8 = et == WT_Q8;
+    const int hds[4] = {q8 ? 32 : 16, 64, q8 ? 96 : 80, 128};
     static const int ratios[] = {1, 2, 4};
     static const int keys[] = {1, 2, 7, 33, 130, 577, 601};
     for (int hi = 0; hi < 4; hi++)
@@ -912,26 +972,28 @@ static void attention_shapes(ctx *c, const kernel_table *t, int f16)
                 int n_keys = keys[ki];
                 int h0 = ki % 3 == 1 ? 1 % n_heads : 0, h1 = ki % 3 == 2 && n_heads > 1 ? n_heads - 1 : n_heads;
                 /* Decode (1 query at the end), prefill with an offset, full (vision). */
-                attn_case(c, t, f16, 1, n_heads, n_kv, hd, n_keys, n_keys - 1, h0, h1, ki & 1 ? 3 : 0);
+                attn_case(c, t, et, 1, n_heads, n_kv, hd, n_keys, n_keys - 1, h0, h1, ki & 1 ? 3 : 0);
                 int nq = n_keys < 5 ? n_keys : 5;
-                attn_case(c, t, f16, nq, n_heads, n_kv, hd, n_keys, n_keys - nq, h0, h1, ki & 2 ? 3 : 0);
+                attn_case(c, t, et, nq, n_heads, n_kv, hd, n_keys, n_keys - nq, h0, h1, ki & 2 ? 3 : 0);
                 if (n_keys <= 130 || hd == 64)
-                    attn_case(c, t, f16, ki == 5 ? 9 : 3, n_heads, n_kv, hd, n_keys, -1, h0, h1, 0);
+                    attn_case(c, t, et, ki == 5 ? 9 : 3, n_heads, n_kv, hd, n_keys, -1, h0, h1, 0);
             }
     /* A causal offset that reaches past the keys (clamped) and a prefill with no offset. */
-    attn_case(c, t, f16, 4, 4, 2, 64, 6, 4, 0, 4, 0);
-    attn_case(c, t, f16, 17, 2, 1, 80, 17, 0, 0, 2, 1);
+    attn_case(c, t, et, 4, 4, 2, 64, 6, 4, 0, 4, 0);
+    attn_case(c, t, et, 17, 2, 1, hds[2], 17, 0, 0, 2, 1);
     /* Odd head dims (tails of every vector width), the largest head_dim, a 16-query tile
      * plus a partial one over more than one key block. */
-    static const int odd[] = {3, 17, 33, 100, 256};
-    for (int i = 0; i < 5; i++) {
-        attn_case(c, t, f16, 1, 4, 2, odd[i], 70, 69, 0, 4, i & 1);
-        attn_case(c, t, f16, 19, 4, 1, odd[i], 150, 131, 1, 4, (i + 1) & 1);
+    static const int odd[] = {3, 17, 33, 100, 256}, odd_q8[] = {32, 96, 256};
+    for (int i = 0; i < (q8 ? 3 : 5); i++) {
+        int hd = q8 ? odd_q8[i] : odd[i];
+        attn_case(c, t, et, 1, 4, 2, hd, 70, 69, 0, 4, i & 1);
+        attn_case(c, t, et, 19, 4, 1, hd, 150, 131, 1, 4, (i + 1) & 1);
     }
 }
 
-static void test_attention(ctx *c, const kernel_table *t) { attention_shapes(c, t, 0); }
-static void test_attention_f16kv(ctx *c, const kernel_table *t) { attention_shapes(c, t, 1); }
+static void test_attention(ctx *c, const kernel_table *t) { attention_shapes(c, t, WT_F32); }
+static void test_attention_f16kv(ctx *c, const kernel_table *t) { attention_shapes(c, t, WT_F16); }
+static void test_attention_q8kv(ctx *c, const kernel_table *t) { attention_shapes(c, t, WT_Q8); }
 
 /* ---------------------------------------------------------------------------------------- */
 /* f32 -> f16                                                                                */
@@ -1226,8 +1288,8 @@ static const slot slots[] = {
     SLOT(gemm_f32),   SLOT(gemm_f16),    SLOT(gemm_q8),    SLOT(gemm_q4),       SLOT(quant_q8),
     SLOT(dequant_row), SLOT(rmsnorm),    SLOT(layernorm),  SLOT(gelu_erf),      SLOT(quick_gelu),
     SLOT(hardswish),  SLOT(hardsigmoid), SLOT(relu),       SLOT(silu_mul),      SLOT(add),
-    SLOT(rope),       SLOT(attention),   SLOT(attention_f16kv), SLOT(to_f16), SLOT(im2col_patch),
-    SLOT(dwconv3x3),  SLOT(avgpool),
+    SLOT(rope),       SLOT(attention),   SLOT(attention_f16kv), SLOT(attention_q8kv), SLOT(to_f16),
+    SLOT(im2col_patch), SLOT(dwconv3x3), SLOT(avgpool),
 };
 
 static any_fn slot_fn(const kernel_table *t, const slot *s)

@@ -1,12 +1,13 @@
-/* attn.c (avx2): rotary embedding and attention over f32 or f16 (F16C) keys and values.
+/* attn.c (avx2): rotary embedding and attention over f32, f16 (F16C) or q8 keys and values.
  * Attention keeps the reference's one-pass (online) softmax but takes keys in blocks of KB:
  * the block's scores, one rescale of the accumulator when the block raises the maximum, vector
  * exp of the block, then the weighted sum of the block's values. One query (decode): 8-lane dot
  * products per key. Several queries: tiles of 16 queries as the lanes of two vectors (below).
  * Each (head, query) is computed by its own lane or loop, so the head range [h0, h1) and the
- * tiling never change a result. attention and attention_f16kv share one body, specialised by
- * a compile-time element type: f16 elements are widened exactly (vcvtph2ps) as they are loaded,
- * then the arithmetic is the f32 kernel's, instruction for instruction. */
+ * tiling never change a result. attention, attention_f16kv and attention_q8kv share one body,
+ * specialised by a compile-time element type: f16 elements are widened exactly (vcvtph2ps), q8
+ * ones exactly (vpmovsxbd, vcvtdq2ps, times the block's scale) as they are loaded, then the
+ * arithmetic is the f32 kernel's, instruction for instruction. */
 #ifndef __AVX2__
 #error "kernels/avx2 files must be built with -mavx2 -mfma -mf16c"
 #endif
@@ -43,30 +44,38 @@ void rope_avx2(int h0, int h1, int head_dim, float *x, int pos, const float *inv
     }
 }
 
-/* Keys per softmax block; KB16 in the f16 tiles, whose widened value rows must fit the stack. */
+/* Keys per softmax block; KB16 in the f16 and q8 tiles, whose widened value rows must fit the
+ * stack. */
 enum { KB = 64, KB16 = 16 };
 
-/* 8 elements at p as f32. */
-KV_INLINE __m256 kv_load8(const void *p, int f16)
+/* Elements i .. i + 7 (i % 8 == 0) of row p as f32. */
+KV_INLINE __m256 kv_load8(const void *p, int i, int et)
 {
-    return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)) : _mm256_loadu_ps((const float *)p);
+    if (et == WT_Q8)
+        return q8_load8(p, i);
+    if (et == WT_F16)
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+    return _mm256_loadu_ps((const float *)p + i);
 }
 
-/* The first r (1..7) elements at p as f32, the other lanes 0; reads only those r. */
-KV_INLINE __m256 kv_tail8(const void *p, int r, int f16)
+/* Elements i .. i + r - 1 (r 1..7) of row p as f32, the other lanes 0; reads only those r
+ * (f32, f16). A q8 row has no tails (head_dim % 32 == 0). */
+KV_INLINE __m256 kv_tail8(const void *p, int i, int r, int et)
 {
-    return f16 ? load_h8_tail((const uint16_t *)p, r) : _mm256_maskload_ps((const float *)p, lane_mask(r));
+    if (et == WT_F16)
+        return load_h8_tail((const uint16_t *)p + i, r);
+    return _mm256_maskload_ps((const float *)p + i, lane_mask(r));
 }
 
 /* q . k over d (any d >= 1; 8 lanes, masked tail, hsum8). */
-KV_INLINE float dot_d(const float *q, const void *k, int d, int f16)
+KV_INLINE float dot_d(const float *q, const void *k, int d, int et)
 {
     __m256 acc = _mm256_setzero_ps();
     int i = 0;
     for (; i + 8 <= d; i += 8)
-        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), kv_load8(kv_at(k, (size_t)i, f16), f16), acc);
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), kv_load8(k, i, et), acc);
     if (i < d) {
-        __m256 kt = kv_tail8(kv_at(k, (size_t)i, f16), d - i, f16);
+        __m256 kt = kv_tail8(k, i, d - i, et);
         acc = _mm256_fmadd_ps(_mm256_maskload_ps(q + i, lane_mask(d - i)), kt, acc);
     }
     return hsum8(acc);
@@ -83,14 +92,14 @@ KV_INLINE float dot_d(const float *q, const void *k, int d, int f16)
 enum { QL = 16 }; /* two vectors of 8 query lanes: each broadcast key or value element serves two FMAs */
 
 /* One tile: queries t0 .. t0 + nt - 1 (nt <= QL) of one head; q, k, v, out already offset to
- * the head (q, out: query t0). Lanes of half h are queries 8h .. 8h + 7. f16: blocks of KB16
- * keys, whose value rows (and each group of 4 key rows) are widened into buf once per tile. */
+ * the head (q, out: query t0). Lanes of half h are queries 8h .. 8h + 7. f16, q8: blocks of
+ * KB16 keys, whose value rows (and each group of 4 key rows) are widened into buf once per tile. */
 KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, float scale, const float *q, size_t ldq,
-                              const void *k, const void *v, size_t ldkv, float *out, size_t ldo, int f16)
+                              const void *k, const void *v, size_t ldkv, float *out, size_t ldo, int et)
 {
     __m256 qt[256][2], acc[256][2], sc[KB][2]; /* 36 KB: head_dim <= 256 */
-    float buf[KB16][256];                      /* 16 KB, f16 only: widened key or value rows */
-    const int blk = f16 ? KB16 : KB;           /* keys per softmax block */
+    float buf[KB16][256];                      /* 16 KB, f16 and q8 only: widened key or value rows */
+    const int blk = et != WT_F32 ? KB16 : KB;  /* keys per softmax block */
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256i lane[2] = {lanes, _mm256_add_epi32(lanes, _mm256_set1_epi32(8))};
     __m256i qidx[2], lim[2];
@@ -117,7 +126,7 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
             int ng = nb - jj < 4 ? nb - jj : 4;
             const float *kr[4];
             for (int u = 0; u < 4; u++)
-                kr[u] = u < ng ? kv_row(kv_at(k, (size_t)(j0 + jj + u) * ldkv, f16), d, buf[u], f16) : kr[ng - 1];
+                kr[u] = u < ng ? kv_row(kv_at(k, (size_t)(j0 + jj + u) * ldkv, et), d, buf[u], et) : kr[ng - 1];
             __m256 s0[4], s1[4];
 #pragma GCC unroll 4
             for (int u = 0; u < 4; u++)
@@ -168,9 +177,9 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
                 sc[j][h] = p;
                 sum[h] = _mm256_add_ps(sum[h], p);
             }
-        if (f16) /* the block's value rows, widened once */
+        if (et != WT_F32) /* the block's value rows, widened once */
             for (int j = 0; j < nb; j++)
-                h2f_row((const uint16_t *)v + (size_t)(j0 + j) * ldkv, buf[j], d);
+                kv_widen(kv_at(v, (size_t)(j0 + j) * ldkv, et), d, buf[j], et);
         int c0 = 0;
         for (; c0 + 4 <= d; c0 += 4) {
             __m256 a0[4], a1[4];
@@ -180,7 +189,7 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
                 a1[u] = acc[c0 + u][1];
             }
             for (int j = 0; j < nb; j++) {
-                const float *vj = kv_row_f32(v, j0 + j, ldkv, buf, j, f16) + c0;
+                const float *vj = kv_row_f32(v, j0 + j, ldkv, buf, j, et) + c0;
                 __m256 pa = sc[j][0], pb = sc[j][1];
 #pragma GCC unroll 4
                 for (int u = 0; u < 4; u++) {
@@ -197,7 +206,7 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
         }
         for (; c0 < d; c0++)
             for (int j = 0; j < nb; j++) {
-                __m256 vb = _mm256_broadcast_ss(kv_row_f32(v, j0 + j, ldkv, buf, j, f16) + c0);
+                __m256 vb = _mm256_broadcast_ss(kv_row_f32(v, j0 + j, ldkv, buf, j, et) + c0);
                 acc[c0][0] = _mm256_fmadd_ps(sc[j][0], vb, acc[c0][0]);
                 acc[c0][1] = _mm256_fmadd_ps(sc[j][1], vb, acc[c0][1]);
             }
@@ -216,15 +225,16 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
     }
 }
 
-/* attention and attention_f16kv (contract: kernels.h); head_dim <= 256 (any value, tails
- * masked), n_heads a multiple of n_kv_heads, heads [h0, h1), queries 0..nq; reads keys/values
- * 0..n_keys only. */
+/* attention, attention_f16kv and attention_q8kv (contract: kernels.h); head_dim <= 256 (any
+ * value, tails masked; q8: a multiple of 32), n_heads a multiple of n_kv_heads, heads [h0, h1),
+ * queries 0..nq; reads keys/values 0..n_keys only. ldkv in units (kv_at). */
 KV_INLINE void attention_body(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim, int n_keys, int causal,
                               float scale, const float *q, size_t ldq, const void *k, const void *v, size_t ldkv,
-                              float *out, size_t ldo, int f16)
+                              float *out, size_t ldo, int et)
 {
     int group = n_heads / n_kv_heads;
     int d = head_dim;
+    size_t hu = kv_units(d, et); /* units between kv heads */
     int dv = d & ~7;
     __m256 acc[32]; /* head_dim <= 256 */
     float sc[KB];
@@ -234,8 +244,8 @@ KV_INLINE void attention_body(int h0, int h1, int nq, int n_heads, int n_kv_head
             for (int t0 = 0; t0 < nq; t0 += QL) {
                 int nt = nq - t0 < QL ? nq - t0 : QL;
                 attention_tile(nt, t0, d, n_keys, causal, scale, q + (size_t)t0 * ldq + (size_t)h * d, ldq,
-                               kv_at(k, (size_t)g * d, f16), kv_at(v, (size_t)g * d, f16), ldkv,
-                               out + (size_t)t0 * ldo + (size_t)h * d, ldo, f16);
+                               kv_at(k, (size_t)g * hu, et), kv_at(v, (size_t)g * hu, et), ldkv,
+                               out + (size_t)t0 * ldo + (size_t)h * d, ldo, et);
             }
         }
         return;
@@ -254,7 +264,7 @@ KV_INLINE void attention_body(int h0, int h1, int nq, int n_heads, int n_kv_head
                 int nb = nk - j0 < KB ? nk - j0 : KB;
                 float bmax = -INFINITY;
                 for (int j = 0; j < nb; j++) {
-                    sc[j] = dot_d(qt, kv_at(k, (size_t)(j0 + j) * ldkv + (size_t)g * d, f16), d, f16) * scale;
+                    sc[j] = dot_d(qt, kv_at(k, (size_t)(j0 + j) * ldkv + (size_t)g * hu, et), d, et) * scale;
                     bmax = sc[j] > bmax ? sc[j] : bmax;
                 }
                 if (bmax > mx) {
@@ -283,13 +293,13 @@ KV_INLINE void attention_body(int h0, int h1, int nq, int n_heads, int n_kv_head
                 }
                 sum += hsum8(psum);
                 for (j = 0; j < nb; j++) {
-                    const void *vj = kv_at(v, (size_t)(j0 + j) * ldkv + (size_t)g * d, f16);
+                    const void *vj = kv_at(v, (size_t)(j0 + j) * ldkv + (size_t)g * hu, et);
                     __m256 p = _mm256_set1_ps(sc[j]);
                     int i = 0;
                     for (; i < dv; i += 8)
-                        acc[i / 8] = _mm256_fmadd_ps(p, kv_load8(kv_at(vj, (size_t)i, f16), f16), acc[i / 8]);
+                        acc[i / 8] = _mm256_fmadd_ps(p, kv_load8(vj, i, et), acc[i / 8]);
                     if (i < d)
-                        acc[i / 8] = _mm256_fmadd_ps(p, kv_tail8(kv_at(vj, (size_t)i, f16), d - i, f16), acc[i / 8]);
+                        acc[i / 8] = _mm256_fmadd_ps(p, kv_tail8(vj, i, d - i, et), acc[i / 8]);
                 }
             }
             float *ot = out + (size_t)t * ldo + (size_t)h * d;
@@ -308,7 +318,7 @@ void attention_avx2(int h0, int h1, int nq, int n_heads, int n_kv_heads, int hea
                     const float *k, const float *v, size_t ldkv, float *out, size_t ldo)
 {
     attention_body(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out, ldo,
-                   0);
+                   WT_F32);
 }
 
 void attention_f16kv_avx2(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
@@ -316,5 +326,13 @@ void attention_f16kv_avx2(int h0, int h1, int nq, int n_heads, int n_kv_heads, i
                           const uint16_t *k, const uint16_t *v, size_t ldkv, float *out, size_t ldo)
 {
     attention_body(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out, ldo,
-                   1);
+                   WT_F16);
+}
+
+void attention_q8kv_avx2(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
+                         int n_keys, int causal, float scale, const float *q, size_t ldq,
+                         const blk_q8 *k, const blk_q8 *v, size_t ldkv, float *out, size_t ldo)
+{
+    attention_body(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out, ldo,
+                   WT_Q8);
 }

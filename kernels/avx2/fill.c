@@ -30,6 +30,7 @@ void avx2_fill(kernel_table *t)
     t->rope = rope_avx2;
     t->attention = attention_avx2;
     t->attention_f16kv = attention_f16kv_avx2;
+    t->attention_q8kv = attention_q8kv_avx2;
     t->to_f16 = to_f16_avx2;
     t->im2col_patch = im2col_patch_avx2;
     t->dwconv3x3 = dwconv3x3_avx2;

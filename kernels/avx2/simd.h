@@ -1,13 +1,15 @@
 /* simd.h (avx2): small AVX2 helpers shared by the kernels of this directory and of
  * kernels/avx512/ (which is built with a superset of the flags): fixed-order horizontal sums,
- * tail loads, f16 conversion (scales, K/V rows), and a vector exp. All static inline: files
- * built with different -m flags must never share an out-of-line copy. */
+ * tail loads, f16 conversion (scales, K/V rows), q8 K/V rows, and a vector exp. All static
+ * inline: files built with different -m flags must never share an out-of-line copy. */
 #ifndef VLM_AVX2_SIMD_H
 #define VLM_AVX2_SIMD_H
 
 #include <immintrin.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "kernels.h"
 
 /* Sum of the 8 lanes in one fixed order ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)): every kernel
  * reduces its accumulators through here, so an output never depends on which code path
@@ -57,30 +59,58 @@ static inline void h2f_row(const uint16_t *src, float *dst, int n)
         _mm256_maskstore_ps(dst + i, lane_mask(n - i), load_h8_tail(src + i, n - i));
 }
 
-/* K/V rows of the attention kernels (kernels/avx2/attn.c, kernels/avx512/attn.c), f32 or f16
- * elements; f16 is a compile-time constant at every call (the functions taking it are always
- * inlined into each level's two exported kernels, one per element type). */
+/* K/V rows of the attention kernels (kernels/avx2/attn.c, kernels/avx512/attn.c): elements of
+ * type et = WT_F32, WT_F16 or WT_Q8 (rows of head_dim / 32 blk_q8); et is a compile-time
+ * constant at every call (the functions taking it are always inlined into each level's three
+ * exported kernels, one per element type). Offsets between rows and heads count units:
+ * elements, or blocks for q8. Widening is exact: f16 by F16C, a q8 element as (float)code
+ * times the block's f16 scale, a product that f32 holds exactly. */
 #define KV_INLINE static inline __attribute__((always_inline))
 
-/* The address of element i of a K/V array. */
-KV_INLINE const void *kv_at(const void *p, size_t i, int f16)
+/* The units of a row of d elements (d % 32 == 0 for q8). */
+KV_INLINE size_t kv_units(int d, int et) { return et == WT_Q8 ? (size_t)d / QK : (size_t)d; }
+
+/* The address n units after p. */
+KV_INLINE const void *kv_at(const void *p, size_t n, int et)
 {
-    return f16 ? (const void *)((const uint16_t *)p + i) : (const void *)((const float *)p + i);
+    if (et == WT_Q8)
+        return (const blk_q8 *)p + n;
+    return et == WT_F16 ? (const void *)((const uint16_t *)p + n) : (const void *)((const float *)p + n);
 }
 
-/* Row p (d elements) as f32: an f32 row in place, an f16 row widened into buf. */
-KV_INLINE const float *kv_row(const void *p, int d, float *buf, int f16)
+/* Elements i .. i + 7 (i % 8 == 0) of the q8 row p as f32: vpmovsxbd, vcvtdq2ps, times the
+ * block's scale. */
+KV_INLINE __m256 q8_load8(const void *p, int i)
 {
-    if (!f16)
+    const blk_q8 *b = (const blk_q8 *)p + (unsigned)i / QK;
+    __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b->qs + (unsigned)i % QK))));
+    return _mm256_mul_ps(x, _mm256_set1_ps(h2f(b->d)));
+}
+
+/* The f16 or q8 row p (d elements) widened into buf[0:d]. */
+KV_INLINE void kv_widen(const void *p, int d, float *buf, int et)
+{
+    if (et == WT_F16) {
+        h2f_row((const uint16_t *)p, buf, d);
+        return;
+    }
+    for (int i = 0; i < d; i += 8)
+        _mm256_storeu_ps(buf + i, q8_load8(p, i));
+}
+
+/* Row p (d elements) as f32: an f32 row in place, an f16 or q8 row widened into buf. */
+KV_INLINE const float *kv_row(const void *p, int d, float *buf, int et)
+{
+    if (et == WT_F32)
         return (const float *)p;
-    h2f_row((const uint16_t *)p, buf, d);
+    kv_widen(p, d, buf, et);
     return buf;
 }
 
-/* Row j (stride ld) of an f32 array; f16: row jb of buf, where the caller widened it before. */
-KV_INLINE const float *kv_row_f32(const void *p, int j, size_t ld, float (*buf)[256], int jb, int f16)
+/* Row j (stride ld) of an f32 array; f16, q8: row jb of buf, where the caller widened it. */
+KV_INLINE const float *kv_row_f32(const void *p, int j, size_t ld, float (*buf)[256], int jb, int et)
 {
-    return f16 ? buf[jb] : (const float *)p + (size_t)j * ld;
+    return et != WT_F32 ? buf[jb] : (const float *)p + (size_t)j * ld;
 }
 
 /* exp(x) for 8 lanes: range reduction x = n ln2 + r with a two-part ln2 (|r| <= ln2/2), a

@@ -5,10 +5,11 @@
  * maximum lane-wise, one rescale when some lane's maximum rises, vector exp, then
  * acc[c] += p_j * v[j][c]. A lane never depends on the others (a masked causal key gives
  * p = 0 and r = 1 exactly), so tiles and head ranges never change a result. nq == 1 (decode)
- * has its own path (decode_head: row after row, accumulators in registers). attention and
- * attention_f16kv share one body, specialised by a
- * compile-time element type: f16 key and value rows are widened exactly (F16C) into a stack
- * buffer once per tile, then the arithmetic is the f32 kernel's. */
+ * has its own path (decode_head: row after row, accumulators in registers). attention,
+ * attention_f16kv and attention_q8kv share one body, specialised by a compile-time element
+ * type: f16 and q8 elements are widened exactly (F16C; vpmovsxbd, vcvtdq2ps, times the block's
+ * scale), as decode_head loads them and into a stack buffer once per tile, then the arithmetic
+ * is the f32 kernel's. */
 #ifndef __AVX512F__
 #error "kernels/avx512 files must be built with -mavx512f -mavx512bw -mavx512vl -mavx512vnni"
 #endif
@@ -25,8 +26,11 @@ void attention_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads, int h
 void attention_f16kv_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
                             int n_keys, int causal, float scale, const float *q, size_t ldq,
                             const uint16_t *k, const uint16_t *v, size_t ldkv, float *out, size_t ldo);
+void attention_q8kv_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
+                           int n_keys, int causal, float scale, const float *q, size_t ldq,
+                           const blk_q8 *k, const blk_q8 *v, size_t ldkv, float *out, size_t ldo);
 
-/* Keys per softmax block (KB16 in the f16 tiles, whose widened value rows must fit the stack),
+/* Keys per softmax block (KB16 in the f16 and q8 tiles, whose widened value rows must fit the stack),
  * queries per tile. */
 enum { KB = 64, KB16 = 16, QL = 16 };
 
@@ -62,21 +66,29 @@ static inline __m512 exp16(__m512 x)
     return _mm512_mask_mov_ps(y, nan, x);
 }
 
-/* 16 elements at p (f32, or f16 widened exactly), lanes outside m zero and not read. */
-KV_INLINE __m512 kv_load16(const void *p, __mmask16 m, int f16)
+/* Elements i .. i + 15 (i % 16 == 0) of row p as f32, lanes outside m zero and not read. A q8
+ * row has no tails (head_dim % 32 == 0): m is all lanes. */
+KV_INLINE __m512 kv_load16(const void *p, int i, __mmask16 m, int et)
 {
-    return f16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)) : _mm512_maskz_loadu_ps(m, p);
+    if (et == WT_Q8) {
+        const blk_q8 *b = (const blk_q8 *)p + (unsigned)i / QK;
+        __m128i codes = _mm_loadu_si128((const __m128i *)(b->qs + (unsigned)i % QK));
+        return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(codes)), _mm512_set1_ps(h2f(b->d)));
+    }
+    if (et == WT_F16)
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i));
+    return _mm512_maskz_loadu_ps(m, (const float *)p + i);
 }
 
 /* One tile: queries t0 .. t0 + nt - 1 (nt <= QL) of one head; q, k, v, out already offset to
- * the head (q, out: query t0). f16: blocks of KB16 keys, whose value rows (and each group of 8
- * key rows) are widened into buf once per tile. */
+ * the head (q, out: query t0). f16, q8: blocks of KB16 keys, whose value rows (and each group of
+ * 8 key rows) are widened into buf once per tile. */
 KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, float scale, const float *q, size_t ldq,
-                              const void *k, const void *v, size_t ldkv, float *out, size_t ldo, int f16)
+                              const void *k, const void *v, size_t ldkv, float *out, size_t ldo, int et)
 {
-    __m512 qt[256], acc[256], sc[KB]; /* 36 KB: head_dim <= 256 */
-    float buf[KB16][256];             /* 16 KB, f16 only: widened key or value rows */
-    const int blk = f16 ? KB16 : KB;  /* keys per softmax block */
+    __m512 qt[256], acc[256], sc[KB];       /* 36 KB: head_dim <= 256 */
+    float buf[KB16][256];                   /* 16 KB, f16 and q8 only: widened key or value rows */
+    const int blk = et != WT_F32 ? KB16 : KB; /* keys per softmax block */
     const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     /* Missing lanes repeat the last query: finite scores, never stored. */
     __m512i qidx = _mm512_mullo_epi32(_mm512_min_epi32(lanes, _mm512_set1_epi32(nt - 1)), _mm512_set1_epi32((int)ldq));
@@ -98,7 +110,7 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
             int ng = nb - jj < 8 ? nb - jj : 8;
             const float *kr[8];
             for (int u = 0; u < 8; u++)
-                kr[u] = u < ng ? kv_row(kv_at(k, (size_t)(j0 + jj + u) * ldkv, f16), d, buf[u], f16) : kr[ng - 1];
+                kr[u] = u < ng ? kv_row(kv_at(k, (size_t)(j0 + jj + u) * ldkv, et), d, buf[u], et) : kr[ng - 1];
             __m512 s[8];
 #pragma GCC unroll 8
             for (int u = 0; u < 8; u++)
@@ -136,9 +148,9 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
             sc[j] = p;
             sum = _mm512_add_ps(sum, p);
         }
-        if (f16) /* the block's value rows, widened once */
+        if (et != WT_F32) /* the block's value rows, widened once */
             for (int j = 0; j < nb; j++)
-                h2f_row((const uint16_t *)v + (size_t)(j0 + j) * ldkv, buf[j], d);
+                kv_widen(kv_at(v, (size_t)(j0 + j) * ldkv, et), d, buf[j], et);
         /* 16 dimensions per pass: one 64-byte line of each value row, 16 independent chains. */
         int c0 = 0;
         for (; c0 + 16 <= d; c0 += 16) {
@@ -147,7 +159,7 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
             for (int u = 0; u < 16; u++)
                 a[u] = acc[c0 + u];
             for (int j = 0; j < nb; j++) {
-                const float *vj = kv_row_f32(v, j0 + j, ldkv, buf, j, f16) + c0;
+                const float *vj = kv_row_f32(v, j0 + j, ldkv, buf, j, et) + c0;
                 __m512 p = sc[j];
 #pragma GCC unroll 16
                 for (int u = 0; u < 16; u++)
@@ -163,7 +175,7 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
             for (int u = 0; u < 8; u++)
                 a[u] = acc[c0 + u];
             for (int j = 0; j < nb; j++) {
-                const float *vj = kv_row_f32(v, j0 + j, ldkv, buf, j, f16) + c0;
+                const float *vj = kv_row_f32(v, j0 + j, ldkv, buf, j, et) + c0;
                 __m512 p = sc[j];
 #pragma GCC unroll 8
                 for (int u = 0; u < 8; u++)
@@ -175,7 +187,7 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
         }
         for (; c0 < d; c0++)
             for (int j = 0; j < nb; j++) {
-                const float *vj = kv_row_f32(v, j0 + j, ldkv, buf, j, f16);
+                const float *vj = kv_row_f32(v, j0 + j, ldkv, buf, j, et);
                 acc[c0] = _mm512_fmadd_ps(sc[j], _mm512_set1_ps(vj[c0]), acc[c0]);
             }
     }
@@ -190,20 +202,22 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
     }
 }
 
-/* attention and attention_f16kv for nq >= 2 (contract: kernels.h); head_dim <= 256, n_heads
- * a multiple of n_kv_heads, heads [h0, h1), queries 0..nq; reads keys/values 0..n_keys only. */
+/* attention, attention_f16kv and attention_q8kv for nq >= 2 (contract: kernels.h); head_dim
+ * <= 256 (q8: a multiple of 32), n_heads a multiple of n_kv_heads, heads [h0, h1), queries
+ * 0..nq; reads keys/values 0..n_keys only. ldkv in units (kv_at). */
 KV_INLINE void attention_tiles(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim, int n_keys,
                                int causal, float scale, const float *q, size_t ldq, const void *k, const void *v,
-                               size_t ldkv, float *out, size_t ldo, int f16)
+                               size_t ldkv, float *out, size_t ldo, int et)
 {
     int group = n_heads / n_kv_heads, d = head_dim;
+    size_t hu = kv_units(d, et); /* units between kv heads */
     for (int h = h0; h < h1; h++) {
         int g = h / group;
         for (int t0 = 0; t0 < nq; t0 += QL) {
             int nt = nq - t0 < QL ? nq - t0 : QL;
             attention_tile(nt, t0, d, n_keys, causal, scale, q + (size_t)t0 * ldq + (size_t)h * d, ldq,
-                           kv_at(k, (size_t)g * d, f16), kv_at(v, (size_t)g * d, f16), ldkv,
-                           out + (size_t)t0 * ldo + (size_t)h * d, ldo, f16);
+                           kv_at(k, (size_t)g * hu, et), kv_at(v, (size_t)g * hu, et), ldkv,
+                           out + (size_t)t0 * ldo + (size_t)h * d, ldo, et);
         }
     }
 }
@@ -216,7 +230,7 @@ KV_INLINE void attention_tiles(int h0, int h1, int nq, int n_heads, int n_kv_hea
  * sums per key, so one key's FMA chain is half as long), one rescale if the block raises the
  * maximum, vector exp, the weighted sum of the value rows. */
 KV_INLINE void decode_head(int d, int nk, float scale, const float *q, const void *k, const void *v, size_t ldkv,
-                           float *out, int f16, const int nv)
+                           float *out, int et, const int nv)
 {
     const __mmask16 tail = (__mmask16)(0xffffu >> (16 * nv - d)); /* lanes of the last vector */
     __m512 qv[16], acc[16];
@@ -231,11 +245,11 @@ KV_INLINE void decode_head(int d, int nk, float scale, const float *q, const voi
         int nb = nk - j0 < KB ? nk - j0 : KB;
         float bmax = -INFINITY;
         for (int j = 0; j < nb; j++) {
-            const void *kj = kv_at(k, (size_t)(j0 + j) * ldkv, f16);
+            const void *kj = kv_at(k, (size_t)(j0 + j) * ldkv, et);
             __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
 #pragma GCC unroll 16
             for (int i = 0; i < nv; i++) {
-                __m512 x = kv_load16(kv_at(kj, (size_t)(16 * i), f16), i == nv - 1 ? tail : 0xffff, f16);
+                __m512 x = kv_load16(kj, 16 * i, i == nv - 1 ? tail : 0xffff, et);
                 if (i & 1)
                     s1 = _mm512_fmadd_ps(qv[i], x, s1);
                 else
@@ -262,12 +276,11 @@ KV_INLINE void decode_head(int d, int nk, float scale, const float *q, const voi
         }
         sum += _mm512_reduce_add_ps(psum);
         for (int j = 0; j < nb; j++) {
-            const void *vj = kv_at(v, (size_t)(j0 + j) * ldkv, f16);
+            const void *vj = kv_at(v, (size_t)(j0 + j) * ldkv, et);
             __m512 p = _mm512_set1_ps(sc[j]);
 #pragma GCC unroll 16
             for (int i = 0; i < nv; i++)
-                acc[i] = _mm512_fmadd_ps(p, kv_load16(kv_at(vj, (size_t)(16 * i), f16), i == nv - 1 ? tail : 0xffff, f16),
-                                         acc[i]);
+                acc[i] = _mm512_fmadd_ps(p, kv_load16(vj, 16 * i, i == nv - 1 ? tail : 0xffff, et), acc[i]);
         }
     }
     __m512 inv = _mm512_set1_ps(sum > 0 ? 1.0f / sum : 0.0f);
@@ -279,18 +292,19 @@ KV_INLINE void decode_head(int d, int nk, float scale, const float *q, const voi
 /* nq == 1 (contract: kernels.h): decode_head per head, specialised on the number of vectors. */
 KV_INLINE void attention_decode(int h0, int h1, int n_heads, int n_kv_heads, int d, int n_keys, int causal,
                                 float scale, const float *q, const void *k, const void *v, size_t ldkv, float *out,
-                                int f16)
+                                int et)
 {
     int group = n_heads / n_kv_heads;
+    size_t hu = kv_units(d, et); /* units between kv heads */
     int nk = causal >= 0 && causal + 1 < n_keys ? causal + 1 : n_keys;
     for (int h = h0; h < h1; h++) {
-        const void *kh = kv_at(k, (size_t)(h / group) * d, f16), *vh = kv_at(v, (size_t)(h / group) * d, f16);
+        const void *kh = kv_at(k, (size_t)(h / group) * hu, et), *vh = kv_at(v, (size_t)(h / group) * hu, et);
         const float *qh = q + (size_t)h * d;
         float *oh = out + (size_t)h * d;
         switch ((d + 15) / 16) {
 #define DECODE_NV(n)                                                                                                   \
     case n:                                                                                                            \
-        decode_head(d, nk, scale, qh, kh, vh, ldkv, oh, f16, n);                                                       \
+        decode_head(d, nk, scale, qh, kh, vh, ldkv, oh, et, n);                                                        \
         break;
             DECODE_NV(1) DECODE_NV(2) DECODE_NV(3) DECODE_NV(4) DECODE_NV(5) DECODE_NV(6) DECODE_NV(7) DECODE_NV(8)
             DECODE_NV(9) DECODE_NV(10) DECODE_NV(11) DECODE_NV(12) DECODE_NV(13) DECODE_NV(14) DECODE_NV(15)
@@ -305,10 +319,10 @@ void attention_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads, int h
                       const float *k, const float *v, size_t ldkv, float *out, size_t ldo)
 {
     if (nq < 2)
-        attention_decode(h0, h1, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, k, v, ldkv, out, 0);
+        attention_decode(h0, h1, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, k, v, ldkv, out, WT_F32);
     else
         attention_tiles(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out,
-                        ldo, 0);
+                        ldo, WT_F32);
 }
 
 void attention_f16kv_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
@@ -316,8 +330,19 @@ void attention_f16kv_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads,
                             const uint16_t *k, const uint16_t *v, size_t ldkv, float *out, size_t ldo)
 {
     if (nq < 2)
-        attention_decode(h0, h1, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, k, v, ldkv, out, 1);
+        attention_decode(h0, h1, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, k, v, ldkv, out, WT_F16);
     else
         attention_tiles(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out,
-                        ldo, 1);
+                        ldo, WT_F16);
+}
+
+void attention_q8kv_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
+                           int n_keys, int causal, float scale, const float *q, size_t ldq,
+                           const blk_q8 *k, const blk_q8 *v, size_t ldkv, float *out, size_t ldo)
+{
+    if (nq < 2)
+        attention_decode(h0, h1, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, k, v, ldkv, out, WT_Q8);
+    else
+        attention_tiles(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out,
+                        ldo, WT_Q8);
 }

@@ -23,6 +23,7 @@ void neon_fill(kernel_table *t)
     t->rope = rope_neon;
     t->attention = attention_neon;
     t->attention_f16kv = attention_f16kv_neon;
+    t->attention_q8kv = attention_q8kv_neon;
     t->to_f16 = to_f16_neon;
     t->dwconv3x3 = dwconv3x3_neon;
 }

@@ -34,6 +34,9 @@ void attention_ref(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head
 void attention_f16kv_ref(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
                          int n_keys, int causal, float scale, const float *q, size_t ldq,
                          const uint16_t *k, const uint16_t *v, size_t ldkv, float *out, size_t ldo);
+void attention_q8kv_ref(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
+                        int n_keys, int causal, float scale, const float *q, size_t ldq,
+                        const blk_q8 *k, const blk_q8 *v, size_t ldkv, float *out, size_t ldo);
 void to_f16_ref(size_t i0, size_t i1, const float *x, uint16_t *y);
 void im2col_patch_ref(int r0, int r1, int h, int w, int p, const float *img, float *cols);
 void dwconv3x3_ref(int c0, int c1, int h, int w, int c, int stride, const float *in,

@@ -21,6 +21,7 @@ const kernel_table kernels_ref = {
     .rope = rope_ref,
     .attention = attention_ref,
     .attention_f16kv = attention_f16kv_ref,
+    .attention_q8kv = attention_q8kv_ref,
     .to_f16 = to_f16_ref,
     .im2col_patch = im2col_patch_ref,
     .dwconv3x3 = dwconv3x3_ref,
