@@ -17,10 +17,20 @@ enum { SC = 256 }; /* blocks per super-chunk: the per-block activation data fits
 
 /* One weight row at a time, with a software prefetch: measured on Zen 4, a single
  * sequential stream reads DRAM 2-3x faster than 2 or 4 interleaved rows (the hardware
- * prefetcher keeps up with one stream). The software prefetch runs 2 KB ahead, non-temporal (weights
- * are read once per token; see avx512/gemv_q4.h): with q8 on Zen 4 83-93% of the paired read
- * bandwidth against 78-99% with T0 128 bytes ahead (noisier); q4 here is compute-bound. */
-enum { PF = 2048 };
+ * prefetcher keeps up with one stream). Every step prefetches the bytes PF further on, into L2,
+ * never past the call's rows (see avx512/gemv_q4.h): q8 at the AVX-512 level, one thread, 88-89%
+ * of the paired read on average over the 8 decode shapes against 81-87% with non-temporal
+ * prefetches 2 KB ahead (interleaved runs). */
+enum { PF = 16384 };
+
+/* Prefetches into L2 the bytes [p + PF, p + PF + n) that lie before end (integers: the
+ * addresses may lie past the matrix). */
+static inline void prefetch_ahead(const unsigned char *p, size_t n, uintptr_t end)
+{
+    uintptr_t a = (uintptr_t)p + PF;
+    for (size_t o = 0; o < n && a + o < end; o += 64)
+        _mm_prefetch((const char *)(a + o), _MM_HINT_T1);
+}
 
 /* Lane q of the result = sum of the 8 lanes of p[q]. */
 static inline __m256i tree8(const __m256i p[8])
@@ -80,7 +90,7 @@ static inline __m256i block_dot(__m256i av, const blk_q8 *b)
  * of their products. ad, ex: per-block activation scales and excess (index 0 = the chunk's
  * first block). */
 static inline __attribute__((always_inline)) float gemv_row_q8(int nbc, const blk_q8 *a, const unsigned char *w,
-                                                               const float *ad, const int32_t *ex)
+                                                               const float *ad, const int32_t *ex, uintptr_t pf_end)
 {
     const size_t bsz = sizeof(blk_q8);
     __m256 acc = _mm256_setzero_ps();
@@ -90,10 +100,7 @@ static inline __attribute__((always_inline)) float gemv_row_q8(int nbc, const bl
         __m256i xs = ng == 8 ? _mm256_loadu_si256((const __m256i *)(ex + g))
                              : _mm256_maskload_epi32((const int *)(ex + g), lane_mask(ng));
         const unsigned char *wg = w + (size_t)g * bsz;
-        /* Prefetch this row PF bytes ahead (past the row end is harmless: a prefetch never
-         * faults). */
-        for (size_t o = 0; o < 8 * bsz; o += 64)
-            _mm_prefetch((const char *)wg + PF + o, _MM_HINT_NTA);
+        prefetch_ahead(wg, 8 * bsz, pf_end);
         __m256i r;
         if (ng == 8) {
             /* The tree built as the dots come, so few registers are live. */
@@ -144,14 +151,13 @@ static inline __m256i q4_pair_dot(__m256i x, const int8_t *ap)
  * only the row's bytes. */
 static inline __attribute__((always_inline)) float gemv_row_q4(int nbc, int nrem, const int8_t *aq,
                                                                const unsigned char *w, const float *ad,
-                                                               const int32_t *ex)
+                                                               const int32_t *ex, uintptr_t pf_end)
 {
     const __m256i perm = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
     __m256 acc = _mm256_setzero_ps();
     for (int g = 0; g < nbc; g += 8) {
         int ng = nbc - g < 8 ? nbc - g : 8;
-        for (int o = 0; o < 8 * Q4_BLOCK_BYTES; o += 64)
-            _mm_prefetch((const char *)w + (size_t)g * Q4_BLOCK_BYTES + PF + o, _MM_HINT_NTA);
+        prefetch_ahead(w + (size_t)g * Q4_BLOCK_BYTES, 8 * Q4_BLOCK_BYTES, pf_end);
         const unsigned char *nib = w + q4_nibbles_off(nrem, g);
         /* 16 bytes from the first scale stay inside the group (its nibbles follow the scales);
          * the lanes of missing blocks are cleared. */
@@ -233,9 +239,11 @@ static inline __attribute__((always_inline)) void gemv_q(int q4, int n0, int n1,
         int first = b0 == 0, last = b0 + nbc == nb;
         /* q4: b0 is a multiple of 16, so the chunk starts at a group boundary. */
         const unsigned char *wb = (const unsigned char *)w + (size_t)b0 * (q4 ? Q4_BLOCK_BYTES : sizeof(blk_q8));
+        uintptr_t pf_end = (uintptr_t)wb + (uintptr_t)n1 * wrow; /* prefetches stop at the last row */
         for (int j = n0; j < n1; j++) {
             const unsigned char *wr = wb + (size_t)j * wrow;
-            float s = q4 ? gemv_row_q4(nbc, nb - b0, aq, wr, ad, ex) : gemv_row_q8(nbc, a + b0, wr, ad, ex);
+            float s = q4 ? gemv_row_q4(nbc, nb - b0, aq, wr, ad, ex, pf_end)
+                         : gemv_row_q8(nbc, a + b0, wr, ad, ex, pf_end);
             if (!first)
                 s = c[j] + s;
             if (last && bias)
