@@ -2,7 +2,8 @@
  * under build/bench/), median of N runs: load, image decode + preprocess, vision tower,
  * projector, prompt prefill tokens/s, generation tokens/s at a given context, time to first
  * token for a photo and a question, peak RSS. Human table or --json.
- *   build/bench_e2e --preset mobilevlm-v2-1.7b --quant q4 --vision-quant q8 -t 2 --runs 5 */
+ *   build/bench_e2e --preset mobilevlm-v2-1.7b --quant q4 --vision-quant q8 -t 2 --runs 5
+ *   [--kv-cache f16|f32|q8] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,20 @@ static int on_first(void *ctx, int id, const char *text)
     return 1; /* stop after the first token */
 }
 
+/* --kv-cache: the names, the API's types and the model's element types. */
+static const struct {
+    const char *name;
+    int api, elem;
+} kv_types[] = {{"f16", VLM_KV_F16, WT_F16}, {"f32", VLM_KV_F32, WT_F32}, {"q8", VLM_KV_Q8, WT_Q8}};
+
+static int parse_kv(const char *s)
+{
+    for (int i = 0; i < (int)(sizeof kv_types / sizeof kv_types[0]); i++)
+        if (!strcmp(s, kv_types[i].name))
+            return i;
+    return -1;
+}
+
 static int die(const char *what, const vlm_error *e)
 {
     fprintf(stderr, "bench_e2e: %s: %s\n", what, e->msg);
@@ -149,6 +164,7 @@ int main(int argc, char **argv)
     int n_gen = 16;
     int json = 0;
     int skip_vision = 0;
+    int kv = 0; /* index in kv_types */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : "";
@@ -164,14 +180,16 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--gen")) n_gen = atoi(v), i++;
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--no-vision")) skip_vision = 1;
+        else if (!strcmp(a, "--kv-cache")) kv = parse_kv(v), i++;
         else {
             fprintf(stderr,
                     "usage: bench_e2e [--preset NAME | --model FILE] [--quant q4] [--vision-quant q8] [-t N]\n"
-                    "                 [--runs N] [--prefill N] [--ctx N] [--gen N] [--image FILE] [--no-vision] [--json]\n");
+                    "                 [--runs N] [--prefill N] [--ctx N] [--gen N] [--kv-cache f16|f32|q8]\n"
+                    "                 [--image FILE] [--no-vision] [--json]\n");
             return 2;
         }
     }
-    if (quant < 0 || runs < 1 || runs > 100 || threads < 1 || n_prefill < 1 || ctx < 1 || n_gen < 1)
+    if (quant < 0 || kv < 0 || runs < 1 || runs > 100 || threads < 1 || n_prefill < 1 || ctx < 1 || n_gen < 1)
         return 2;
     if (vquant < 0)
         vquant = quant == WT_Q4 ? WT_Q8 : quant;
@@ -211,7 +229,7 @@ int main(int argc, char **argv)
         if (!skip_vision && image_decode_file(image_path, IMAGE_EXIF_APPLY, NULL, &img, &e))
             return die(image_path, &e);
         vlm_model *vm;
-        if (vlm_open(model_path, threads, &vm, &e))
+        if (vlm_open(model_path, threads, &vm, &e) || vlm_set_kv_cache(vm, kv_types[kv].api, &e))
             return die(model_path, &e);
         first_token ft = {0};
         vlm_request rq = {.prompt = "What is in the image?", .max_new_tokens = 1, .on_token = on_first, .ctx = &ft};
@@ -229,7 +247,7 @@ int main(int argc, char **argv)
         /* Stage by stage through model.c. */
         model m;
         double t1 = now_ms();
-        if (model_open(model_path, threads, NULL, &m, &e))
+        if (model_open(model_path, threads, NULL, &m, &e) || model_set_kv_type(&m, kv_types[kv].elem, &e))
             return die(model_path, &e);
         samples[M_LOAD][r] = now_ms() - t1;
         weight_bytes = m.wf.size;
@@ -300,8 +318,8 @@ int main(int argc, char **argv)
         samples[M_READ_GBS][r] = weight_read_bw(&m, &wr) / 1e9;
         samples[M_ROOF_FRAC][r] = samples[M_GEN_TPS][r] / (samples[M_READ_GBS][r] * 1e9 / (double)wr.bytes);
         /* The cache a token's attention reads too: every layer's keys and values so far. */
-        kv_bytes_per_token = (double)m.cfg.n_layers * 2 * m.cfg.n_kv_heads * m.cfg.head_dim *
-                             (m.kv_f32 ? 4 : 2) * (ctx + n_gen / 2);
+        kv_bytes_per_token = (double)m.cfg.n_layers * 2 * m.cfg.n_kv_heads * model_kv_row_bytes(&m) *
+                             (ctx + n_gen / 2);
         samples[M_ROOF_KV_FRAC][r] = samples[M_GEN_TPS][r] /
                                      (samples[M_READ_GBS][r] * 1e9 / ((double)wr.bytes + kv_bytes_per_token));
         weight_bytes_per_token = wr.bytes;
@@ -320,15 +338,16 @@ int main(int argc, char **argv)
     kernels_init(NULL, &kt);
     if (json) {
         printf("{\"model\": \"%s\", \"kernels\": \"%s\", \"threads\": %d, \"runs\": %d, \"prefill_tokens\": %d, "
-               "\"context\": %d, \"model_bytes\": %llu",
-               model_path, kt.level, threads, runs, n_prefill, ctx, (unsigned long long)weight_bytes);
+               "\"context\": %d, \"kv_cache\": \"%s\", \"model_bytes\": %llu",
+               model_path, kt.level, threads, runs, n_prefill, ctx, kv_types[kv].name,
+               (unsigned long long)weight_bytes);
         for (int k = 0; k < M_COUNT; k++)
             printf(", \"%s\": %.2f", metric_names[k], med[k]);
         printf(", \"weight_bytes_per_token\": %llu, \"peak_rss_mb\": %.1f}\n",
                (unsigned long long)weight_bytes_per_token, ru.ru_maxrss / 1024.0);
     } else {
-        printf("model %s (%.1f MB), kernels %s, %d threads, median of %d runs\n", model_path, weight_bytes / 1e6,
-               kt.level, threads, runs);
+        printf("model %s (%.1f MB), kernels %s, %d threads, KV cache %s, median of %d runs\n", model_path,
+               weight_bytes / 1e6, kt.level, threads, kv_types[kv].name, runs);
         printf("  load                        %9.1f ms\n", med[M_LOAD]);
         printf("  image decode + preprocess   %9.1f ms   (%s)\n", med[M_IMAGE], image_path);
         printf("  vision tower                %9.1f ms\n", med[M_VIT]);

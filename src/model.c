@@ -1,7 +1,7 @@
 /* model.c: binding a validated weight file to the model structure (every tensor by name, with
  * its exact type and shape derived from the bounded configuration) and the forward passes:
  * CLIP vision tower, LDPv2 / LDP projector, LLaMA with grouped-query attention and a KV cache
- * (f16 by default, f32 on request: see model_set_kv_f32).
+ * (f16 by default, f32 or q8 on request: see model_set_kv_type).
  * The forward passes are straight-line code over the kernel table; threads split output
  * ranges through the pool (ops below), never the arithmetic of one element. */
 #include "model.h"
@@ -26,10 +26,10 @@ static double now_ms(void)
 
 typedef struct op_job {
     const kernel_table *K;
-    int rows, n, h, w, c, stride, oh, ow, nq, n_heads, n_kv, head_dim, n_keys, causal, kv_f16;
-    size_t kv_head_stride; /* attention: elements between kv heads */
+    int rows, n, h, w, c, stride, oh, ow, nq, n_heads, n_kv, head_dim, n_keys, causal, kv_type;
+    size_t kv_head_stride; /* attention: units (elements, q8: blocks) between kv heads */
     const float *x, *wt, *b, *bias;
-    const void *k, *v; /* attention: float, or uint16_t when kv_f16 */
+    const void *k, *v; /* attention: float, uint16_t or blk_q8 by kv_type (WT_F32, WT_F16, WT_Q8) */
     size_t ldx, ldy, ldkv;
     float *y;
     float eps, scale;
@@ -182,25 +182,33 @@ static void attention_task(void *ctx, size_t h0, size_t h1)
         const float *qg = j->x + (size_t)g * group * d;
         float *og = j->y + (size_t)g * group * d;
         size_t ko = (size_t)g * j->kv_head_stride;
-        if (j->kv_f16)
-            j->K->attention_f16kv(h - g * group, he - g * group, j->nq, group, 1, d, j->n_keys, j->causal, j->scale, qg,
-                                  j->ldx, (const uint16_t *)j->k + ko, (const uint16_t *)j->v + ko, j->ldkv, og,
-                                  j->ldy);
-        else
-            j->K->attention(h - g * group, he - g * group, j->nq, group, 1, d, j->n_keys, j->causal, j->scale, qg,
-                            j->ldx, (const float *)j->k + ko, (const float *)j->v + ko, j->ldkv, og, j->ldy);
+        int a = h - g * group, b = he - g * group;
+        switch (j->kv_type) {
+        case WT_F16:
+            j->K->attention_f16kv(a, b, j->nq, group, 1, d, j->n_keys, j->causal, j->scale, qg, j->ldx,
+                                  (const uint16_t *)j->k + ko, (const uint16_t *)j->v + ko, j->ldkv, og, j->ldy);
+            break;
+        case WT_Q8:
+            j->K->attention_q8kv(a, b, j->nq, group, 1, d, j->n_keys, j->causal, j->scale, qg, j->ldx,
+                                 (const blk_q8 *)j->k + ko, (const blk_q8 *)j->v + ko, j->ldkv, og, j->ldy);
+            break;
+        default:
+            j->K->attention(a, b, j->nq, group, 1, d, j->n_keys, j->causal, j->scale, qg, j->ldx,
+                            (const float *)j->k + ko, (const float *)j->v + ko, j->ldkv, og, j->ldy);
+        }
         h = he;
     }
 }
 
-/* out (nq, n_heads*head_dim) = attention of q over n_keys keys/values: kv head g's key j at
- * k[g * kv_head_stride + j * ldkv], f32 or, with kv_f16, f16. */
+/* out (nq, n_heads*head_dim) = attention of q over n_keys keys/values of type kv_type (WT_F32,
+ * WT_F16, WT_Q8): kv head g's key j at k[g * kv_head_stride + j * ldkv], in units of the type
+ * (elements; q8: blocks). */
 static void attention(model *m, int nq, int n_heads, int n_kv, int head_dim, int n_keys, int causal,
-                      const float *q, const void *k, const void *v, size_t kv_head_stride, size_t ldkv, int kv_f16,
+                      const float *q, const void *k, const void *v, size_t kv_head_stride, size_t ldkv, int kv_type,
                       float *out)
 {
     op_job j = {.K = m->K, .nq = nq, .n_heads = n_heads, .n_kv = n_kv, .head_dim = head_dim,
-                .n_keys = n_keys, .causal = causal, .kv_f16 = kv_f16, .scale = 1.0f / sqrtf((float)head_dim),
+                .n_keys = n_keys, .causal = causal, .kv_type = kv_type, .scale = 1.0f / sqrtf((float)head_dim),
                 .x = q, .ldx = (size_t)n_heads * head_dim, .k = k, .v = v, .kv_head_stride = kv_head_stride,
                 .ldkv = ldkv, .y = out, .ldy = (size_t)n_heads * head_dim};
     pool_for(m->pool, (size_t)n_heads, 1, attention_task, &j);
@@ -211,23 +219,30 @@ static void attention(model *m, int nq, int n_heads, int n_kv, int head_dim, int
 typedef struct kv_store_job {
     const kernel_table *K;
     const float *k, *v; /* (T, n_kv * head_dim) */
-    void *kc, *vc;      /* (n_kv, kv_cap, head_dim) float or uint16_t */
-    int n_kv, head_dim, pos0, cap, f32;
+    void *kc, *vc;      /* (n_kv, kv_cap, head_dim) of type: float, uint16_t or head_dim/32 blk_q8 */
+    int n_kv, head_dim, pos0, cap, type;
+    size_t row;         /* bytes of one (kv head, position) row */
 } kv_store_job;
 
 static void kv_store_task(void *ctx, size_t i0, size_t i1)
 {
     const kv_store_job *j = ctx;
-    size_t es = j->f32 ? sizeof(float) : sizeof(uint16_t), d = (size_t)j->head_dim;
+    size_t d = (size_t)j->head_dim;
     for (size_t i = i0; i < i1; i++) {
         size_t t = i / (size_t)j->n_kv, g = i % (size_t)j->n_kv;
         const float *ks = j->k + (t * (size_t)j->n_kv + g) * d, *vs = j->v + (t * (size_t)j->n_kv + g) * d;
-        size_t off = (g * (size_t)j->cap + (size_t)j->pos0 + t) * d * es;
+        size_t off = (g * (size_t)j->cap + (size_t)j->pos0 + t) * j->row;
         void *kd = (char *)j->kc + off, *vd = (char *)j->vc + off;
-        if (j->f32) {
+        switch (j->type) {
+        case WT_F32:
             memcpy(kd, ks, d * sizeof(float));
             memcpy(vd, vs, d * sizeof(float));
-        } else {
+            break;
+        case WT_Q8: /* rounded exactly as activations are: quant_q8 */
+            j->K->quant_q8((int)d, ks, kd);
+            j->K->quant_q8((int)d, vs, vd);
+            break;
+        default:
             j->K->to_f16(0, d, ks, kd);
             j->K->to_f16(0, d, vs, vd);
         }
@@ -240,7 +255,8 @@ static void kv_store(model *m, uint32_t l, int pos0, int T, const float *k, cons
     int n_kv = (int)m->cfg.n_kv_heads;
     size_t n = (size_t)T * (size_t)n_kv;
     kv_store_job j = {.K = m->K, .k = k, .v = v, .kc = m->kcache[l], .vc = m->vcache[l], .n_kv = n_kv,
-                      .head_dim = (int)m->cfg.head_dim, .pos0 = pos0, .cap = m->kv_cap, .f32 = m->kv_f32};
+                      .head_dim = (int)m->cfg.head_dim, .pos0 = pos0, .cap = m->kv_cap, .type = m->kv_type,
+                      .row = model_kv_row_bytes(m)};
     /* One token's rows (a few thousand elements) are not worth waking the threads. */
     pool_for(m->pool, n, n <= 64 ? n : grain_for(m, n, 16), kv_store_task, &j);
 }
@@ -303,7 +319,7 @@ static void vit_forward(model *m, const float *pixels)
         linear_out qkv[3] = {{&L->wq, L->bq, q, C}, {&L->wk, L->bk, k, C}, {&L->wv, L->bv, v, C}};
         linear_group(m, y, C, T, qkv, 3);
         attention(m, T, (int)c->v_heads, (int)c->v_heads, C / (int)c->v_heads, T, -1, q, k, v,
-                  (size_t)(C / (int)c->v_heads), (size_t)C, 0, y);
+                  (size_t)(C / (int)c->v_heads), (size_t)C, WT_F32, y);
         linear(m, &L->wo, y, C, T, L->bo, q, C);
         m->K->add(0, (size_t)T * C, x, q);
         layernorm(m, T, C, x, L->ln2_w, L->ln2_b, c->v_ln_eps, y);
@@ -406,6 +422,16 @@ int model_embed(model *m, const int *ids, int n, float *out, vlm_error *e)
     return 0;
 }
 
+size_t model_kv_row_bytes(const model *m)
+{
+    size_t d = m->cfg.head_dim;
+    switch (m->kv_type) {
+    case WT_F32: return d * sizeof(float);
+    case WT_Q8: return d / QK * sizeof(blk_q8);
+    default: return d * sizeof(uint16_t);
+    }
+}
+
 /* Grows every layer's cache to hold `needed` positions (capacity doubling from 256, at most
  * the context), keeping the n_past positions it holds. Head-major, (n_kv_heads, kv_cap,
  * head_dim): one head's keys are contiguous, so decoding reads them as one stream; with
@@ -421,8 +447,8 @@ static int ensure_kv(model *m, int needed, vlm_error *e)
         cap *= 2;
     if ((uint32_t)cap > m->cfg.max_seq_len)
         cap = (int)m->cfg.max_seq_len;
-    size_t es = m->kv_f32 ? sizeof(float) : sizeof(uint16_t), n_kv = m->cfg.n_kv_heads;
-    size_t row = (size_t)m->cfg.head_dim * es; /* bytes of one position of one head */
+    size_t n_kv = m->cfg.n_kv_heads;
+    size_t row = model_kv_row_bytes(m); /* bytes of one position of one head */
     size_t bytes;
     if (ck_mul3(n_kv * row, (size_t)cap, 1, &bytes))
         return vlm_fail(e, VLM_ENOMEM, "a KV cache of %d positions overflows", cap);
@@ -450,11 +476,15 @@ int model_reserve(model *m, int positions, vlm_error *e)
     return ensure_kv(m, (int)(n < m->cfg.max_seq_len ? n : m->cfg.max_seq_len), e);
 }
 
-void model_set_kv_f32(model *m, int f32)
+int model_set_kv_type(model *m, int type, vlm_error *e)
 {
-    f32 = f32 != 0;
-    if (f32 == m->kv_f32)
-        return;
+    if (type != WT_F32 && type != WT_F16 && type != WT_Q8)
+        return vlm_fail(e, VLM_EARG, "KV cache element type %d is not f32, f16 or q8", type);
+    if (type == WT_Q8 && m->cfg.head_dim % QK)
+        return vlm_fail(e, VLM_EARG, "%s: a q8 KV cache needs head_dim a multiple of %d; this model's head_dim is %u",
+                        m->wf.path, QK, m->cfg.head_dim);
+    if (type == m->kv_type)
+        return 0;
     for (uint32_t l = 0; l < m->cfg.n_layers; l++) {
         free(m->kcache[l]);
         free(m->vcache[l]);
@@ -462,7 +492,8 @@ void model_set_kv_f32(model *m, int f32)
     }
     m->kv_cap = 0;
     m->n_past = 0;
-    m->kv_f32 = f32;
+    m->kv_type = type;
+    return 0;
 }
 
 /* Grows the activation buffers to `rows` rows of the widest layer. */
@@ -477,6 +508,7 @@ int model_forward(model *m, const float *emb, int T, float *logits, vlm_error *e
     int KV = (int)c->n_kv_heads;
     int hd = (int)c->head_dim;
     int kv_dim = KV * hd;
+    size_t kv_units = m->kv_type == WT_Q8 ? (size_t)hd / QK : (size_t)hd; /* of a cache row */
     int pos0 = m->n_past;
     if (T < 1 || (uint32_t)pos0 + (uint32_t)T > c->max_seq_len)
         return vlm_fail(e, VLM_ERANGE, "%d tokens at position %d exceed the context of %u", T, pos0, c->max_seq_len);
@@ -509,8 +541,8 @@ int model_forward(model *m, const float *emb, int T, float *logits, vlm_error *e
         /* The new positions attend to themselves as stored: the same values a later call
          * reads from the cache, so results do not depend on how positions are batched. */
         kv_store(m, l, pos0, T, kn, vn);
-        attention(m, T, H, KV, hd, pos0 + T, pos0, q, m->kcache[l], m->vcache[l], (size_t)m->kv_cap * hd, (size_t)hd,
-                  !m->kv_f32, att);
+        attention(m, T, H, KV, hd, pos0 + T, pos0, q, m->kcache[l], m->vcache[l], (size_t)m->kv_cap * kv_units,
+                  kv_units, m->kv_type, att);
         linear(m, &L->wo, att, (size_t)H * hd, T, NULL, xb, D);
         m->K->add(0, (size_t)T * D, x, xb);
         rmsnorm(m, T, D, x, L->ffn_norm, c->rms_eps, xb);
@@ -818,6 +850,7 @@ int model_open(const char *path, int n_threads, const char *isa, model *m, vlm_e
     if (rc)
         return rc;
     m->cfg = m->wf.cfg;
+    m->kv_type = WT_F16;
     const wf_config *c = &m->cfg;
     rc = check_config(path, c, e);
     if (rc)

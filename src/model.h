@@ -90,11 +90,12 @@ typedef struct model {
     float *inv_freq;               /* (head_dim / 2) */
 
     /* KV cache: per layer (n_kv_heads, kv_cap, head_dim) elements, head-major (a head's keys
-     * are one contiguous stream), grown on demand: f16
-     * (uint16_t, rounded to nearest even) by default, f32 (float) when kv_f32. */
+     * are one contiguous stream), grown on demand, of kv_type: WT_F16 (uint16_t, rounded to
+     * nearest even; the default), WT_F32 (float), or WT_Q8 (each (head, position) row is
+     * head_dim / 32 blk_q8, rounded by quant_q8). */
     void **kcache, **vcache;       /* (n_layers) */
     int kv_cap;
-    int kv_f32;                    /* set by model_set_kv_f32 only */
+    int kv_type;                   /* set by model_set_kv_type only */
     int n_past;
 
     /* milliseconds of the last model_encode_image, split by stage */
@@ -132,10 +133,15 @@ int model_reserve(model *m, int positions, vlm_error *e);
 /* Forgets the KV cache contents (a new conversation). */
 void model_reset(model *m);
 
-/* Chooses the KV cache's element type: f32 = 1 keeps keys and values in f32 (the arithmetic of
- * the reference implementation), 0 in f16 (the default: half the memory, and half the bytes
- * attention reads per generated token). A change frees the cache and resets n_past to 0; the
- * same type again changes nothing. */
-void model_set_kv_f32(model *m, int f32);
+/* Chooses the KV cache's element type: WT_F32 keeps keys and values exact (the arithmetic of
+ * the reference implementation), WT_F16 (the default) rounds them to f16 (half the memory and
+ * half the bytes attention reads per generated token), WT_Q8 to q8 blocks (34 bytes per 32
+ * values; needs head_dim % 32 == 0). A change frees the cache and resets n_past to 0; the same
+ * type again changes nothing. VLM_EARG (and nothing changed) for another type, or q8 with a
+ * head_dim that 32 does not divide. */
+int model_set_kv_type(model *m, int type, vlm_error *e);
+
+/* Bytes of one (kv head, position) row of the KV cache in its current type. */
+size_t model_kv_row_bytes(const model *m);
 
 #endif

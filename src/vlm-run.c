@@ -35,8 +35,10 @@ static void usage(FILE *f)
             "  --chat             chat even with -p (PROMPT is the first question)\n"
             "  -n N               max new tokens per answer (default 256; 0 = until EOS or the context is full)\n"
             "  -t N               threads (default: the fast cores, or all online CPUs)\n"
-            "  --kv-cache T       f16 (default: half the memory and the attention reads per token) or\n"
-            "                     f32 (keys and values exact, as the reference implementation computes)\n"
+            "  --kv-cache T       f16 (default: half the memory and the attention reads per token),\n"
+            "                     f32 (keys and values exact, as the reference implementation computes) or\n"
+            "                     q8 (int8, an f16 scale per 32 values: 0.53 of f16's bytes, less exact;\n"
+            "                     needs a head size divisible by 32)\n"
             "  --temp X           temperature (default 0 = greedy)\n"
             "  --top-k N          keep the N most likely tokens (default 0 = off)\n"
             "  --top-p X          nucleus sampling threshold (default 1 = off)\n"
@@ -54,6 +56,9 @@ static void usage(FILE *f)
             "  answer failed, the others are still given); 2 usage error\n"
             "environment: VLM_ISA=ref|avx2|avx512|neon|dot caps the kernel level\n");
 }
+
+/* --kv-cache names, indexed by VLM_KV_*. */
+static const char *const kv_names[] = {[VLM_KV_F16] = "f16", [VLM_KV_F32] = "f32", [VLM_KV_Q8] = "q8"};
 
 static double now_ms(void)
 {
@@ -104,7 +109,7 @@ typedef struct options {
     const char *logits_path;
     const char *dump_path;
     int chat, json, print_ids, stats, exif, threads;
-    int kv_cache; /* VLM_KV_F16 or VLM_KV_F32 */
+    int kv_cache; /* VLM_KV_F16, VLM_KV_F32 or VLM_KV_Q8 */
     vlm_request rq; /* sampling settings shared by every answer */
 } options;
 
@@ -236,7 +241,7 @@ static void print_stats(const app *a, FILE *f)
             "turn %d: %d positions in the conversation, %d computed, %d reused from the cache\n"
             "  kernels %s, %d threads, KV cache %s\n",
             a->turn, r->n_prompt_tokens, r->n_prefilled, r->n_reused, vlm_get_info(a->m)->kernels, a->o.threads,
-            vlm_get_info(a->m)->kv_cache == VLM_KV_F32 ? "f32" : "f16");
+            kv_names[vlm_get_info(a->m)->kv_cache]);
     if (a->last_decode_ms > 0 || a->last_vis_ms > 0)
         fprintf(f,
                 "  image decode     %8.1f ms\n"
@@ -457,9 +462,16 @@ static int parse(int argc, char **argv, options *o, int *exit_now)
             o->logits_path = v;
         else if (!strcmp(a, "--dump-rgb") && v)
             o->dump_path = v;
-        else if (!strcmp(a, "--kv-cache") && v && (!strcmp(v, "f16") || !strcmp(v, "f32")))
-            o->kv_cache = !strcmp(v, "f32") ? VLM_KV_F32 : VLM_KV_F16;
-        else {
+        else if (!strcmp(a, "--kv-cache") && v) {
+            o->kv_cache = -1;
+            for (int t = 0; t < (int)(sizeof kv_names / sizeof kv_names[0]); t++)
+                if (!strcmp(v, kv_names[t]))
+                    o->kv_cache = t;
+            if (o->kv_cache < 0) {
+                fprintf(stderr, "vlm-run: --kv-cache takes f16, f32 or q8, not '%s'\n", v);
+                return 2;
+            }
+        } else {
             takes = 0;
             if (!strcmp(a, "--ignore-eos"))
                 o->rq.ignore_eos = 1;
@@ -558,7 +570,7 @@ int main(int argc, char **argv)
     }
     if (o->stats)
         fprintf(stderr, "stats: model load %.1f ms, kernels %s, %d threads, KV cache %s\n", t_load,
-                vlm_get_info(a.m)->kernels, o->threads, o->kv_cache == VLM_KV_F32 ? "f32" : "f16");
+                vlm_get_info(a.m)->kernels, o->threads, kv_names[o->kv_cache]);
     int failed = 0;
     if (o->n_images && !vlm_get_info(a.m)->has_vision) {
         fprintf(stderr, "vlm-run: %s is a text-only model: it cannot take an image\n", o->model_path);

@@ -160,13 +160,17 @@ const vlm_info *vlm_get_info(const vlm_model *v) { return &v->info; }
 
 int vlm_set_kv_cache(vlm_model *v, int kv_type, vlm_error *err)
 {
-    if (kv_type != VLM_KV_F16 && kv_type != VLM_KV_F32)
-        return vlm_fail(err, VLM_EARG, "vlm_set_kv_cache: type %d is neither VLM_KV_F16 nor VLM_KV_F32", kv_type);
+    static const int elem[] = {[VLM_KV_F16] = WT_F16, [VLM_KV_F32] = WT_F32, [VLM_KV_Q8] = WT_Q8};
+    if (kv_type != VLM_KV_F16 && kv_type != VLM_KV_F32 && kv_type != VLM_KV_Q8)
+        return vlm_fail(err, VLM_EARG, "vlm_set_kv_cache: type %d is not VLM_KV_F16, VLM_KV_F32 or VLM_KV_Q8",
+                        kv_type);
     if (v->generating)
         return vlm_fail(err, VLM_EARG, "vlm_set_kv_cache: the model is generating (called from a callback)");
     if (kv_type == v->info.kv_cache)
         return 0;
-    model_set_kv_f32(&v->m, kv_type == VLM_KV_F32);
+    int rc = model_set_kv_type(&v->m, elem[kv_type], err);
+    if (rc)
+        return rc;
     v->n_keys = 0; /* the cache holds nothing now */
     v->info.kv_cache = kv_type;
     return 0;

@@ -30,6 +30,29 @@ int golden_convert(const char *fixture, int quant, int vision_quant, char *out, 
     return 0;
 }
 
+int golden_widen_heads(const char *path, const char *out)
+{
+    size_t n;
+    unsigned char *b = read_whole_file(path, &n);
+    int ok = b && n >= WF_HEADER_SIZE;
+    if (ok) {
+        /* Config words 5, 6, 7: n_heads, n_kv_heads, head_dim (docs/format.md). */
+        unsigned char *w = b + WF_CONFIG_OFFSET + 4 * 5;
+        uint32_t v[3] = {rd_u32(w) / 2, rd_u32(w + 4) / 2, rd_u32(w + 8) * 2};
+        ok = rd_u32(w) % 2 == 0 && rd_u32(w + 4) % 2 == 0;
+        memcpy(w, v, sizeof v);
+        vlm_image_fix_crc(b, n);
+    }
+    FILE *f = ok ? fopen(out, "wb") : NULL;
+    ok = f && fwrite(b, 1, n, f) == n;
+    if (f && fclose(f))
+        ok = 0;
+    if (!ok)
+        fprintf(stderr, "%s: cannot widen the heads\n", path);
+    free(b);
+    return ok ? 0 : -1;
+}
+
 int golden_load(const char *fixture, const char *name, npy_array *a)
 {
     char rel[256];

@@ -13,6 +13,13 @@
  * success, printing the error otherwise. */
 int golden_convert(const char *fixture, int quant, int vision_quant, char *out, size_t cap);
 
+/* Writes to out (which may be path) the converted fixture at path with half as many query and
+ * KV heads in its LLM, each twice as wide: the same tensors (n_heads * head_dim and
+ * n_kv_heads * head_dim do not change), so a different but valid model. The tiny fixtures have
+ * head_dim 16; this gives 32, which the q8 KV cache needs. Returns 0 on success, printing the
+ * error otherwise. */
+int golden_widen_heads(const char *path, const char *out);
+
 /* Loads tests/data/fixtures/<fixture>/goldens/<name>.npy; returns 0 on success. */
 int golden_load(const char *fixture, const char *name, npy_array *a);
 

@@ -329,9 +329,32 @@ static int set_from_callback(void *ctx, int id, const char *text)
     return 0;
 }
 
+/* Types that cannot be set: an unknown one, and q8 with a head_dim (path: 16) that 32 does not
+ * divide, refused with a message naming it; the type in use stays. */
+static void test_kv_cache_refused(const char *path)
+{
+    fprintf(stderr, "KV cache types refused\n");
+    vlm_model *m;
+    vlm_error e;
+    if (vlm_open(path, 1, &m, &e)) {
+        TH_CHECK(0, "open: %s", e.msg);
+        return;
+    }
+    TH_CHECK(vlm_get_info(m)->kv_cache == VLM_KV_F16, "the default is not f16");
+    int rc = vlm_set_kv_cache(m, 3, &e);
+    TH_CHECK(rc == VLM_EARG && vlm_get_info(m)->kv_cache == VLM_KV_F16, "type 3: %d", rc);
+    rc = vlm_set_kv_cache(m, VLM_KV_Q8, &e);
+    TH_CHECK(rc == VLM_EARG && strstr(e.msg, "head_dim is 16") && vlm_get_info(m)->kv_cache == VLM_KV_F16,
+             "q8 with head_dim 16: %d (%s)", rc, e.msg);
+    fprintf(stderr, "  q8: %s\n", e.msg);
+    vlm_close(m);
+}
+
+/* path: a model whose head_dim 32 divides (q8 is one of the types). */
 static void test_kv_cache(const char *path, const photo *ph)
 {
     fprintf(stderr, "KV cache type\n");
+    static const char *const names[] = {[VLM_KV_F16] = "f16", [VLM_KV_F32] = "f32", [VLM_KV_Q8] = "q8"};
     vlm_model *m;
     vlm_error e;
     if (vlm_open(path, 2, &m, &e)) {
@@ -339,9 +362,7 @@ static void test_kv_cache(const char *path, const photo *ph)
         return;
     }
     int V = vlm_get_info(m)->vocab_size;
-    TH_CHECK(vlm_get_info(m)->kv_cache == VLM_KV_F16, "the default is not f16");
-    int rc = vlm_set_kv_cache(m, 2, &e);
-    TH_CHECK(rc == VLM_EARG && vlm_get_info(m)->kv_cache == VLM_KV_F16, "type 2: %d", rc);
+    int rc;
     vlm_image_embed *img;
     vlm_encode_image(m, ph->rgb, ph->w, ph->h, &img, &e);
     answer a[3], f;
@@ -353,9 +374,9 @@ static void test_kv_cache(const char *path, const photo *ph)
     const char *asp[2] = {as[0], as[1]};
 
     /* Per type: a chat's turn 2 equals a fresh run on the whole conversation in that type. */
-    static const int types[2] = {VLM_KV_F16, VLM_KV_F32};
-    int ids2[2][64], n2[2];
-    for (int ti = 0; ti < 2; ti++) {
+    static const int types[3] = {VLM_KV_F16, VLM_KV_F32, VLM_KV_Q8};
+    int ids2[3][64], n2[3];
+    for (int ti = 0; ti < 3; ti++) {
         int kt = types[ti];
         rc = vlm_set_kv_cache(m, kt, &e);
         TH_CHECK(rc == 0 && vlm_get_info(m)->kv_cache == kt, "set %d: %s", kt, e.msg);
@@ -365,18 +386,22 @@ static void test_kv_cache(const char *path, const photo *ph)
         rc = vlm_chat_ask(c, &(vlm_request){.prompt = Q1, .max_new_tokens = 10}, img, &r, &e);
         snprintf(as[0], sizeof as[0], "%s", rc ? "" : r.text);
         /* After a change of type nothing is reused (the first round starts empty anyway). */
-        TH_CHECK(rc == 0 && r.n_reused == 0, "%s turn 1: %s (reused %d)", kt ? "f32" : "f16", e.msg, r.n_reused);
+        TH_CHECK(rc == 0 && r.n_reused == 0, "%s turn 1: %s (reused %d)", names[kt], e.msg, r.n_reused);
         rc = ask_into(c, Q2, NULL, &a[1], &e);
         TH_CHECK(rc == 0 && a[1].n_reused > a[1].n_prefilled, "%s turn 2: %s (reused %d, computed %d)",
-                 kt ? "f32" : "f16", e.msg, a[1].n_reused, a[1].n_prefilled);
+                 names[kt], e.msg, a[1].n_reused, a[1].n_prefilled);
         fresh_answer(path, ph, kt, qs, asp, 1, Q2, &f);
-        same_answer(&a[1], &f, V, kt ? "f32 cache, turn 2 vs a fresh run" : "f16 cache, turn 2 vs a fresh run");
+        char what[64];
+        snprintf(what, sizeof what, "%s cache, turn 2 vs a fresh run", names[kt]);
+        same_answer(&a[1], &f, V, what);
         n2[ti] = a[1].n;
         memcpy(ids2[ti], a[1].ids, sizeof ids2[ti]);
         vlm_chat_free(c);
     }
-    fprintf(stderr, "  turn 2 ids %s between the f16 and the f32 cache (random weights: either may happen)\n",
-            n2[0] == n2[1] && !memcmp(ids2[0], ids2[1], (size_t)n2[0] * sizeof(int)) ? "equal" : "differ");
+    for (int ti = 0; ti < 3; ti += 2)
+        fprintf(stderr, "  turn 2 ids %s between the %s and the f32 cache (random weights: either may happen)\n",
+                n2[ti] == n2[1] && !memcmp(ids2[ti], ids2[1], (size_t)n2[1] * sizeof(int)) ? "equal" : "differ",
+                names[types[ti]]);
 
     /* A change of type in the middle of a conversation: the chat keeps its turns, the cache is
      * rebuilt from them, and the answer is a fresh f32 run's. */
@@ -624,8 +649,10 @@ static void test_text_chat(const char *spath)
 
 int main(void)
 {
-    char vpath[1024], qpath[1024], spath[1024];
+    char vpath[1024], qpath[1024], spath[1024], wpath[1024];
+    /* wpath: tiny-v2 with 2 heads of 32 (golden_widen_heads), for the q8 KV cache. */
     if (golden_convert("tiny-v2", WT_F32, WT_F32, vpath, sizeof vpath) ||
+        snprintf(wpath, sizeof wpath, "%s.wide", vpath) >= (int)sizeof wpath || golden_widen_heads(vpath, wpath) ||
         golden_convert("tiny-v2", WT_Q4, WT_Q8, qpath, sizeof qpath) ||
         golden_convert("stories260K-hf", WT_F32, -1, spath, sizeof spath)) {
         TH_CHECK(0, "conversion failed");
@@ -638,13 +665,15 @@ int main(void)
     }
     photo ph = {rgb.data, (int)rgb.shape[1], (int)rgb.shape[0]};
     test_multi_turn(vpath, &ph);
-    test_kv_cache(vpath, &ph);
+    test_kv_cache_refused(vpath);
+    test_kv_cache(wpath, &ph);
     test_cancel(vpath, &ph);
     test_threads(vpath, qpath, &ph);
     test_errors(vpath, spath, &ph);
     test_text_chat(spath);
     npy_free(&rgb);
     remove(vpath);
+    remove(wpath);
     remove(qpath);
     remove(spath);
     return th_report("test_api");

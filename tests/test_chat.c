@@ -230,13 +230,16 @@ int main(int argc, char **argv)
     /* Exit codes. */
     snprintf(cmd, sizeof cmd, "%s -m %s -p hi --kv-cache f8", vlmrun, model);
     TH_CHECK(run(cmd, NULL, out, sizeof out) == 2, "--kv-cache f8: not a usage error");
+    /* A q8 cache needs head_dim % 32 == 0; this model has 16: an error, not a silent f16 cache. */
+    snprintf(cmd, sizeof cmd, "%s -m %s -p hi --kv-cache q8", vlmrun, model);
+    TH_CHECK(run(cmd, NULL, out, sizeof out) == 1, "--kv-cache q8 with head_dim 16: not an error");
     snprintf(cmd, sizeof cmd, "%s --no-such-option", vlmrun);
     TH_CHECK(run(cmd, NULL, out, sizeof out) == 2, "unknown option: not 2");
     snprintf(cmd, sizeof cmd, "%s -m no/such.vlm -p hi", vlmrun);
     TH_CHECK(run(cmd, NULL, out, sizeof out) == 1, "missing model: not 1");
     snprintf(cmd, sizeof cmd, "%s --help", vlmrun);
     TH_CHECK(run(cmd, NULL, out, sizeof out) == 0 && strstr(out, "/image FILE") && strstr(out, "--json") &&
-                 strstr(out, "--kv-cache"),
+                 strstr(out, "--kv-cache") && strstr(out, "q8 ("),
              "--help");
     snprintf(cmd, sizeof cmd, "%s -m %s -i %s -i %s", vlmrun, model, img, img2);
     TH_CHECK(run(cmd, NULL, out, sizeof out) == 2, "chat with two photos: not a usage error");
