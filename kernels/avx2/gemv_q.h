@@ -15,22 +15,8 @@
 enum { SC = 256 }; /* blocks per super-chunk: the per-block activation data fits the stack */
 
 
-/* One weight row at a time, with a software prefetch: measured on Zen 4, a single
- * sequential stream reads DRAM 2-3x faster than 2 or 4 interleaved rows (the hardware
- * prefetcher keeps up with one stream). Every step prefetches the bytes PF further on, into L2,
- * never past the call's rows (see avx512/gemv_q4.h): q8 at the AVX-512 level, one thread, 88-89%
- * of the paired read on average over the 8 decode shapes against 81-87% with non-temporal
- * prefetches 2 KB ahead (interleaved runs). */
-enum { PF = 16384 };
-
-/* Prefetches into L2 the bytes [p + PF, p + PF + n) that lie before end (integers: the
- * addresses may lie past the matrix). */
-static inline void prefetch_ahead(const unsigned char *p, size_t n, uintptr_t end)
-{
-    uintptr_t a = (uintptr_t)p + PF;
-    for (size_t o = 0; o < n && a + o < end; o += 64)
-        _mm_prefetch((const char *)(a + o), _MM_HINT_T1);
-}
+/* One weight row at a time: measured on Zen 4, a single sequential stream reads DRAM 2-3x
+ * faster than 2 or 4 interleaved rows; software prefetch as in simd.h (prefetch_weights). */
 
 /* Lane q of the result = sum of the 8 lanes of p[q]. */
 static inline __m256i tree8(const __m256i p[8])
@@ -100,7 +86,7 @@ static inline __attribute__((always_inline)) float gemv_row_q8(int nbc, const bl
         __m256i xs = ng == 8 ? _mm256_loadu_si256((const __m256i *)(ex + g))
                              : _mm256_maskload_epi32((const int *)(ex + g), lane_mask(ng));
         const unsigned char *wg = w + (size_t)g * bsz;
-        prefetch_ahead(wg, 8 * bsz, pf_end);
+        prefetch_weights(wg, 8 * bsz, pf_end);
         __m256i r;
         if (ng == 8) {
             /* The tree built as the dots come, so few registers are live. */
@@ -157,7 +143,7 @@ static inline __attribute__((always_inline)) float gemv_row_q4(int nbc, int nrem
     __m256 acc = _mm256_setzero_ps();
     for (int g = 0; g < nbc; g += 8) {
         int ng = nbc - g < 8 ? nbc - g : 8;
-        prefetch_ahead(w + (size_t)g * Q4_BLOCK_BYTES, 8 * Q4_BLOCK_BYTES, pf_end);
+        prefetch_weights(w + (size_t)g * Q4_BLOCK_BYTES, 8 * Q4_BLOCK_BYTES, pf_end);
         const unsigned char *nib = w + q4_nibbles_off(nrem, g);
         /* 16 bytes from the first scale stay inside the group (its nibbles follow the scales);
          * the lanes of missing blocks are cleared. */
@@ -211,7 +197,7 @@ static inline void q4_act_tables(int nbc, const blk_q8 *a, int8_t *aq, float *ad
     }
 }
 
-/* gemm_q8/q4 for m == 1, rows [n0, n1): weights streamed once, one row at a time (see PF). */
+/* gemm_q8/q4 for m == 1, rows [n0, n1): weights streamed once, one row at a time. */
 static inline __attribute__((always_inline)) void gemv_q(int q4, int n0, int n1, int k, const blk_q8 *a,
                                                          const void *w, const float *bias, float *c)
 {

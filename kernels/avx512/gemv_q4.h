@@ -18,12 +18,14 @@
  *   the 16 scales converted once, permuted into the same lane order (one vpermps), times the
  *   activation scales (same order), and one FMA adds the 16 block products (two accumulators
  *   alternating steps).
- * The short last group of a row (r < 16 blocks: r scales, then 16 r nibble bytes) is read with
- * masked loads of exactly its bytes and zero tables for the missing blocks, so the end of a
- * matrix is never over-read. Measured on Zen 4 with the weights in L2 (n = 256, k = 2048):
- * 45 GB/s with GFNI, 39-42 without, against 33.5 / 31.5 for the former kernel on plain
- * block_q4_0 arrays (a 64 + 8-byte load per 4 blocks and vpermt2w gathers of nibbles and
- * scales). One row at a time: two interleaved rows computed faster in cache but streamed DRAM at
+ * The short last group of a row (r < 16 blocks: r scales, then 16 r nibble bytes) meets zero
+ * tables for the missing blocks; it is read with whole vectors while 256 bytes of the matrix
+ * follow it, else with loads masked to exactly its bytes, so the end of a matrix is never
+ * over-read. Weights are prefetched as simd.h's prefetch_weights says. Measured on Zen 4 with
+ * the weights in L2 (n = 256, k = 2048): 45 GB/s with GFNI and 39-42 without when each nibble
+ * load was forced into one register (see step_dot for why it no longer is), against 33.5 / 31.5
+ * for the former kernel on plain block_q4_0 arrays (a 64 + 8-byte load per 4 blocks and
+ * vpermt2w gathers of nibbles and scales). One row at a time: two interleaved rows computed faster in cache but streamed DRAM at
  * half the rate (the same finding as avx2/gemv_q.h). Every row runs the same sequence whatever
  * the range, so thread splits never change a result. */
 #ifndef VLM_GEMV_Q4_H
@@ -64,24 +66,6 @@ static void act_tables(const blk_q8 *a, int b0, int nbc, act_step *t)
         u->ex[lane] = -8 * s;
         u->d[lane] = h2f(ab->d);
     }
-}
-
-/* Software prefetch: the OoO window covers only ~1 KB of this loop, too few DRAM reads in
- * flight for one core. Every step prefetches the bytes PF_AHEAD further on, into L2 (T1),
- * short groups included, so the prefetches tile the rows without gaps; never past the end of
- * the call's rows (with two threads a call is a chunk of rows, and prefetches past it would
- * fetch the other thread's rows or nothing useful). Measured on Zen 4, one thread, 8 decode
- * shapes (bench_kernels -t 1): 94-95% of the paired read on average, against 77-80% with
- * non-temporal prefetches 2 KB ahead that skipped each row's short group. */
-enum { PF_AHEAD = 16384 };
-
-/* Prefetches into L2 the bytes [p + PF_AHEAD, p + PF_AHEAD + n) that lie before end (as
- * integers: the addresses may lie past the matrix, where pointer arithmetic is undefined). */
-static inline void prefetch_ahead(const unsigned char *p, int n, uintptr_t end)
-{
-    uintptr_t a = (uintptr_t)p + PF_AHEAD;
-    for (int o = 0; o < n && a + (uintptr_t)o < end; o += 64)
-        _mm_prefetch((const char *)(a + (uintptr_t)o), _MM_HINT_T1);
 }
 
 /* acc + the products of the group of r (1..16) blocks at p with the step's tables: r scales,
@@ -152,7 +136,7 @@ static inline float row_chunk(const unsigned char *wr, int nbc, const act_step *
     int b = 0, s = 0;
     for (; b + QB <= nbc; b += QB, s++) {
         const unsigned char *p = wr + (size_t)b * Q4_BLOCK_BYTES;
-        prefetch_ahead(p, Q4_GROUP_BYTES, pf_end);
+        prefetch_weights(p, Q4_GROUP_BYTES, pf_end);
         /* Two accumulators: the FMA latency chain halves. */
         if (s & 1)
             acc1 = step_dot(acc1, p, t + s, QB, 1);
@@ -164,7 +148,7 @@ static inline float row_chunk(const unsigned char *wr, int nbc, const act_step *
          * loads measured 60% of the paired read instead of 90% at 2.7B's mlp_down (13.5
          * groups per row). */
         const unsigned char *p = wr + (size_t)b * Q4_BLOCK_BYTES;
-        prefetch_ahead(p, (nbc - b) * Q4_BLOCK_BYTES, pf_end);
+        prefetch_weights(p, (size_t)(nbc - b) * Q4_BLOCK_BYTES, pf_end);
         acc0 = step_dot(acc0, p, t + s, nbc - b, over_ok);
     }
     __m512 v = _mm512_add_ps(acc0, acc1);
