@@ -226,6 +226,7 @@ static inline __attribute__((always_inline)) void gemv_q(int q4, int n0, int n1,
         /* q4: b0 is a multiple of 16, so the chunk starts at a group boundary. */
         const unsigned char *wb = (const unsigned char *)w + (size_t)b0 * (q4 ? Q4_BLOCK_BYTES : sizeof(blk_q8));
         uintptr_t pf_end = (uintptr_t)wb + (uintptr_t)n1 * wrow; /* prefetches stop at the last row */
+        prefetch_weights_start(wb + (size_t)n0 * wrow, pf_end);
         for (int j = n0; j < n1; j++) {
             const unsigned char *wr = wb + (size_t)j * wrow;
             float s = q4 ? gemv_row_q4(nbc, nb - b0, aq, wr, ad, ex, pf_end)

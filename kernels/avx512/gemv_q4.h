@@ -171,6 +171,7 @@ void GEMV_Q4_NAME(int n0, int n1, int k, const blk_q8 *a, const uint8_t *w, cons
         /* b0 is a multiple of 16: whole groups of 288 bytes precede it. */
         const unsigned char *wb = w + (size_t)b0 * Q4_BLOCK_BYTES;
         uintptr_t pf_end = (uintptr_t)wb + (uintptr_t)n1 * wrow;
+        prefetch_weights_start(wb + (size_t)n0 * wrow, pf_end);
         for (int j = n0; j < n1; j++) {
             float s = row_chunk(wb + (size_t)j * wrow, nbc, t, (size_t)(n1 - 1 - j) * wrow >= 256, pf_end);
             c[j] = b0 ? c[j] + s : s;
