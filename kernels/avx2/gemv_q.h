@@ -14,10 +14,6 @@
 
 enum { SC = 256 }; /* blocks per super-chunk: the per-block activation data fits the stack */
 
-
-/* One weight row at a time: measured on Zen 4, a single sequential stream reads DRAM 2-3x
- * faster than 2 or 4 interleaved rows; software prefetch as in simd.h (prefetch_weights). */
-
 /* Lane q of the result = sum of the 8 lanes of p[q]. */
 static inline __m256i tree8(const __m256i p[8])
 {
@@ -197,7 +193,9 @@ static inline void q4_act_tables(int nbc, const blk_q8 *a, int8_t *aq, float *ad
     }
 }
 
-/* gemm_q8/q4 for m == 1, rows [n0, n1): weights streamed once, one row at a time. */
+/* gemm_q8/q4 for m == 1, rows [n0, n1): weights streamed once, one row at a time (on Zen 4 a
+ * single sequential stream reads DRAM 2-3x faster than 2 or 4 interleaved rows), prefetched as
+ * simd.h's prefetch_weights says. */
 static inline __attribute__((always_inline)) void gemv_q(int q4, int n0, int n1, int k, const blk_q8 *a,
                                                          const void *w, const float *bias, float *c)
 {
@@ -226,7 +224,6 @@ static inline __attribute__((always_inline)) void gemv_q(int q4, int n0, int n1,
         /* q4: b0 is a multiple of 16, so the chunk starts at a group boundary. */
         const unsigned char *wb = (const unsigned char *)w + (size_t)b0 * (q4 ? Q4_BLOCK_BYTES : sizeof(blk_q8));
         uintptr_t pf_end = (uintptr_t)wb + (uintptr_t)n1 * wrow; /* prefetches stop at the last row */
-        prefetch_weights_start(wb + (size_t)n0 * wrow, pf_end);
         for (int j = n0; j < n1; j++) {
             const unsigned char *wr = wb + (size_t)j * wrow;
             float s = q4 ? gemv_row_q4(nbc, nb - b0, aq, wr, ad, ex, pf_end)

@@ -63,21 +63,13 @@ static inline void h2f_row(const uint16_t *src, float *dst, int n)
  * after another, and every step prefetches, non-temporally (weights are read once per token),
  * the bytes WEIGHT_PF further on, short q4 groups included (a gap of 2-3 lines per row left to
  * demand loads cost 30 points of read bandwidth at 2.7B's mlp_down), never past the call's
- * last row (pf_end: with threads a call is a chunk of rows), plus the first WEIGHT_PF bytes of
- * the call up front. The out-of-order window covers only ~1 KB of those loops.
+ * last row (pf_end: with threads a call is a chunk of rows). The out-of-order window covers
+ * only ~1 KB of those loops.
  * The distance is a measured compromise (Zen 4, interleaved runs): into L2 (T1) 8-16 KB ahead,
  * one thread streams q4 at 90-96% of the paired read (bench_kernels -t 1) against 76-78% with
  * NTA 2 KB ahead, but two threads generate 3-5 points of the roofline slower (bench_e2e -t 2:
  * 80-84% against 83-87%). Generation with every core is what users run, so NTA 2 KB. */
 enum { WEIGHT_PF = 2048 };
-
-/* Prefetches the first WEIGHT_PF bytes at p that lie before pf_end: the start of a call's
- * rows, which no earlier step prefetched. */
-static inline void prefetch_weights_start(const unsigned char *p, uintptr_t pf_end)
-{
-    for (uintptr_t a = (uintptr_t)p; a < (uintptr_t)p + WEIGHT_PF && a < pf_end; a += 64)
-        _mm_prefetch((const char *)a, _MM_HINT_NTA);
-}
 
 /* Prefetches the bytes [p + WEIGHT_PF, p + WEIGHT_PF + n) that lie before pf_end (as
  * integers: the addresses may lie past the matrix, where pointer arithmetic is undefined). */

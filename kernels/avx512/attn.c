@@ -314,35 +314,38 @@ KV_INLINE void attention_decode(int h0, int h1, int n_heads, int n_kv_heads, int
     }
 }
 
+/* One query: decode_head; several: the tiles. */
+KV_INLINE void attention_any(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim, int n_keys, int causal,
+                             float scale, const float *q, size_t ldq, const void *k, const void *v, size_t ldkv,
+                             float *out, size_t ldo, int et)
+{
+    if (nq < 2)
+        attention_decode(h0, h1, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, k, v, ldkv, out, et);
+    else
+        attention_tiles(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out,
+                        ldo, et);
+}
+
 void attention_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
                       int n_keys, int causal, float scale, const float *q, size_t ldq,
                       const float *k, const float *v, size_t ldkv, float *out, size_t ldo)
 {
-    if (nq < 2)
-        attention_decode(h0, h1, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, k, v, ldkv, out, WT_F32);
-    else
-        attention_tiles(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out,
-                        ldo, WT_F32);
+    attention_any(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out, ldo,
+                  WT_F32);
 }
 
 void attention_f16kv_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
                             int n_keys, int causal, float scale, const float *q, size_t ldq,
                             const uint16_t *k, const uint16_t *v, size_t ldkv, float *out, size_t ldo)
 {
-    if (nq < 2)
-        attention_decode(h0, h1, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, k, v, ldkv, out, WT_F16);
-    else
-        attention_tiles(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out,
-                        ldo, WT_F16);
+    attention_any(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out, ldo,
+                  WT_F16);
 }
 
 void attention_q8kv_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
                            int n_keys, int causal, float scale, const float *q, size_t ldq,
                            const blk_q8 *k, const blk_q8 *v, size_t ldkv, float *out, size_t ldo)
 {
-    if (nq < 2)
-        attention_decode(h0, h1, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, k, v, ldkv, out, WT_Q8);
-    else
-        attention_tiles(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out,
-                        ldo, WT_Q8);
+    attention_any(h0, h1, nq, n_heads, n_kv_heads, head_dim, n_keys, causal, scale, q, ldq, k, v, ldkv, out, ldo,
+                  WT_Q8);
 }

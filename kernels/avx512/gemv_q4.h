@@ -18,16 +18,16 @@
  *   the 16 scales converted once, permuted into the same lane order (one vpermps), times the
  *   activation scales (same order), and one FMA adds the 16 block products (two accumulators
  *   alternating steps).
- * The short last group of a row (r < 16 blocks: r scales, then 16 r nibble bytes) meets zero
- * tables for the missing blocks; it is read with whole vectors while 256 bytes of the matrix
- * follow it, else with loads masked to exactly its bytes, so the end of a matrix is never
- * over-read. Weights are prefetched as simd.h's prefetch_weights says. Measured on Zen 4 with
- * the weights in L2 (n = 256, k = 2048): 45 GB/s with GFNI and 39-42 without when each nibble
- * load was forced into one register (see step_dot for why it no longer is), against 33.5 / 31.5
- * for the former kernel on plain block_q4_0 arrays (a 64 + 8-byte load per 4 blocks and
- * vpermt2w gathers of nibbles and scales). One row at a time: two interleaved rows computed faster in cache but streamed DRAM at
- * half the rate (the same finding as avx2/gemv_q.h). Every row runs the same sequence whatever
- * the range, so thread splits never change a result. */
+ * The short last group of a row (r < 16 blocks: r scales, then 16 r nibble bytes) is read with
+ * loads masked to exactly its bytes, with zero tables for the missing blocks, so the end of a
+ * matrix is never over-read. Weights are prefetched as simd.h's prefetch_weights says.
+ * Measured on Zen 4 with the weights in L2 (n = 256, k = 2048): 45 GB/s with GFNI and 39-42
+ * without when each nibble load was forced into one register (see step_dot for why it no
+ * longer is), against 33.5 / 31.5 for the former kernel on plain block_q4_0 arrays (a 64 +
+ * 8-byte load per 4 blocks and vpermt2w gathers of nibbles and scales). One row at a time: two
+ * interleaved rows computed faster in cache but streamed DRAM at half the rate (the same
+ * finding as avx2/gemv_q.h). Every row runs the same sequence whatever the range, so thread
+ * splits never change a result. */
 #ifndef VLM_GEMV_Q4_H
 #define VLM_GEMV_Q4_H
 
@@ -69,29 +69,22 @@ static void act_tables(const blk_q8 *a, int b0, int nbc, act_step *t)
 }
 
 /* acc + the products of the group of r (1..16) blocks at p with the step's tables: r scales,
- * then r x 16 nibble bytes. A short group (r < 16, the last of a row) is read with whole
- * vectors when over_ok (at least 256 bytes of the matrix follow it: the bytes past the group
- * meet zero codes, and the scales past r are zeroed in a register), else with loads masked to
- * exactly its bytes, so the end of a matrix is never over-read. Masked loads in every row cost
- * a third of the bandwidth at 2.7B's mlp_down (13.5 groups per row: 55-73% of the paired read
- * against 85-100% at the other shapes). */
+ * then r x 16 nibble bytes. r < 16 (the last group of a row) loads only the group's own bytes
+ * (masked), so the end of a matrix is never over-read. */
 static inline __attribute__((always_inline)) __m512 step_dot(__m512 acc, const unsigned char *p, const act_step *t,
-                                                             int r, int over_ok)
+                                                             int r)
 {
     const __m512i low4 = _mm512_set1_epi8(0x0f);
-    const __mmask16 rmask = (__mmask16)((1u << r) - 1);
     __m256i sc;
     __m512i d[4];
     if (r == QB)
         sc = _mm256_loadu_si256((const __m256i *)p);
-    else if (over_ok)
-        sc = _mm256_maskz_mov_epi16(rmask, _mm256_loadu_si256((const __m256i *)p));
     else
-        sc = _mm256_maskz_loadu_epi16(rmask, p);
+        sc = _mm256_maskz_loadu_epi16((__mmask16)((1u << r) - 1), p);
 #pragma GCC unroll 4
     for (int g = 0; g < 4; g++) {
         __m512i v;
-        if (r == QB || over_ok) {
+        if (r == QB) {
             /* GCC folds this load into both the and and the affine (two loads of the same 64
              * bytes). An empty asm forcing one load made the kernel faster in L2 (37.7 -> 45
              * GB/s) but generation from DRAM slower (bench_e2e: 70-76% of the roofline against
@@ -127,10 +120,8 @@ static inline __attribute__((always_inline)) __m512 step_dot(__m512 acc, const u
 }
 
 /* One row over the nbc blocks of a super-chunk (starting at a group boundary): the sum of their
- * products. over_ok: 256 bytes of the matrix follow the row (step_dot); prefetches stop at
- * pf_end. */
-static inline float row_chunk(const unsigned char *wr, int nbc, const act_step *t, int over_ok,
-                              uintptr_t pf_end)
+ * products; prefetches stop at pf_end. */
+static inline float row_chunk(const unsigned char *wr, int nbc, const act_step *t, uintptr_t pf_end)
 {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     int b = 0, s = 0;
@@ -139,9 +130,9 @@ static inline float row_chunk(const unsigned char *wr, int nbc, const act_step *
         prefetch_weights(p, Q4_GROUP_BYTES, pf_end);
         /* Two accumulators: the FMA latency chain halves. */
         if (s & 1)
-            acc1 = step_dot(acc1, p, t + s, QB, 1);
+            acc1 = step_dot(acc1, p, t + s, QB);
         else
-            acc0 = step_dot(acc0, p, t + s, QB, 1);
+            acc0 = step_dot(acc0, p, t + s, QB);
     }
     if (b < nbc) {
         /* The short group's bytes too: a gap of two or three lines per row left to demand
@@ -149,7 +140,7 @@ static inline float row_chunk(const unsigned char *wr, int nbc, const act_step *
          * groups per row). */
         const unsigned char *p = wr + (size_t)b * Q4_BLOCK_BYTES;
         prefetch_weights(p, (size_t)(nbc - b) * Q4_BLOCK_BYTES, pf_end);
-        acc0 = step_dot(acc0, p, t + s, nbc - b, over_ok);
+        acc0 = step_dot(acc0, p, t + s, nbc - b);
     }
     __m512 v = _mm512_add_ps(acc0, acc1);
     __m256 hi8 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
@@ -171,9 +162,8 @@ void GEMV_Q4_NAME(int n0, int n1, int k, const blk_q8 *a, const uint8_t *w, cons
         /* b0 is a multiple of 16: whole groups of 288 bytes precede it. */
         const unsigned char *wb = w + (size_t)b0 * Q4_BLOCK_BYTES;
         uintptr_t pf_end = (uintptr_t)wb + (uintptr_t)n1 * wrow;
-        prefetch_weights_start(wb + (size_t)n0 * wrow, pf_end);
         for (int j = n0; j < n1; j++) {
-            float s = row_chunk(wb + (size_t)j * wrow, nbc, t, (size_t)(n1 - 1 - j) * wrow >= 256, pf_end);
+            float s = row_chunk(wb + (size_t)j * wrow, nbc, t, pf_end);
             c[j] = b0 ? c[j] + s : s;
         }
     }
