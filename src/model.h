@@ -93,7 +93,9 @@ typedef struct model {
      * are one contiguous stream), grown on demand, of kv_type: WT_F16 (uint16_t, rounded to
      * nearest even; the default), WT_F32 (float), or WT_Q8 (each (head, position) row is
      * head_dim / 32 blk_q8, rounded by quant_q8). */
-    void **kcache, **vcache;       /* (n_layers) */
+    void **kcache, **vcache;       /* (n_layers) pointers into kv_mem */
+    unsigned char *kv_mem;         /* one mapping of kv_mapped bytes: every layer's K and V */
+    size_t kv_mapped;
     int kv_cap;
     int kv_type;                   /* set by model_set_kv_type only */
     int n_past;

@@ -3,6 +3,7 @@
  * this file; afterwards the rest of the runtime may trust struct wfile. Format: wfile.h. */
 #include "wfile.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,9 +233,11 @@ int wf_open(const char *path, wfile *wf, vlm_error *e)
     }
     wf->size = (size_t)st.st_size;
     void *m = mmap(NULL, wf->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int err = errno;
     close(fd);
     if (m == MAP_FAILED)
-        return vlm_fail(e, VLM_EIO, "%s: cannot map %zu bytes", path, wf->size);
+        return vlm_fail(e, err == ENOMEM ? VLM_ENOMEM : VLM_EIO, "%s: cannot map %zu bytes: %s", path, wf->size,
+                        strerror(err));
     wf->map = m;
     wf->path = strdup(path);
     int rc = wf->path ? validate(wf, e) : vlm_fail(e, VLM_ENOMEM, "out of memory");

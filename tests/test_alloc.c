@@ -1,6 +1,7 @@
 /* test_alloc.c: allocation-failure injection. This program replaces malloc/calloc/realloc/free
- * (glibc forwards to __libc_*), so every allocation of libvlm.a (linked statically into it) and
- * of libc on its behalf is counted. For model load, generation, a two-turn chat, image decoding
+ * (glibc forwards to __libc_*) and mmap/munmap (to the system calls), so every allocation and
+ * mapping of libvlm.a (linked statically into it: the weight file, the KV cache) and every
+ * allocation of libc on its behalf is counted. For model load, generation, a two-turn chat, image decoding
  * and conversion it makes the Nth allocation fail for N = 1, 2, ... until the operation
  * succeeds: each failing run must return VLM_ENOMEM with a message, leave no allocation live,
  * and not crash; the answers computed after failures must equal those of a clean run. */
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "convert.h"
@@ -49,6 +52,15 @@ static long set_live;
 static atomic_flag set_lock = ATOMIC_FLAG_INIT;
 static int set_overflow;
 
+/* Mappings made inside the window, as [start, end) page ranges (munmap may trim either end, as
+ * the KV cache's alignment does); one still non-empty at the end is a leak. Only the library's
+ * own calls come here (libc's internal mappings do not), so a small table suffices. */
+enum { MAPS = 64 };
+static struct {
+    uintptr_t start, end;
+} maps[MAPS];
+static atomic_flag maps_lock = ATOMIC_FLAG_INIT;
+
 static size_t ptr_hash(const void *p) { return (size_t)(((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull) & (SET_CAP - 1); }
 
 static void set_add(void *p)
@@ -86,6 +98,7 @@ static void set_remove(void *p)
 static void set_clear(void)
 {
     memset(set_slot, 0, sizeof set_slot);
+    memset(maps, 0, sizeof maps);
     set_live = 0;
     set_overflow = 0;
 }
@@ -143,6 +156,59 @@ void free(void *p)
         set_remove(p);
     __libc_free(p);
 }
+
+
+static uintptr_t page_up(uintptr_t a)
+{
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    return (a + pg - 1) / pg * pg;
+}
+
+/* Live mappings made inside the window. */
+static long maps_live(void)
+{
+    long n = 0;
+    for (int i = 0; i < MAPS; i++)
+        n += maps[i].end > maps[i].start;
+    return n;
+}
+
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    if (should_fail())
+        return MAP_FAILED;
+    void *p = (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+    if (p != MAP_FAILED && atomic_load(&armed)) {
+        while (atomic_flag_test_and_set(&maps_lock)) {
+        }
+        int i = 0;
+        while (i < MAPS && maps[i].end > maps[i].start)
+            i++;
+        if (i < MAPS)
+            maps[i].start = (uintptr_t)p, maps[i].end = page_up((uintptr_t)p + len);
+        else
+            set_overflow = 1;
+        atomic_flag_clear(&maps_lock);
+    }
+    return p;
+}
+
+int munmap(void *addr, size_t len)
+{
+    uintptr_t a = (uintptr_t)addr, b = page_up(a + len);
+    while (atomic_flag_test_and_set(&maps_lock)) {
+    }
+    for (int i = 0; i < MAPS; i++) {
+        if (maps[i].end <= a || maps[i].start >= b)
+            continue;
+        if (a <= maps[i].start)
+            maps[i].start = b < maps[i].end ? b : maps[i].end; /* the front (or all) goes */
+        else
+            maps[i].end = a; /* the back goes (the library never unmaps a middle) */
+    }
+    atomic_flag_clear(&maps_lock);
+    return (int)syscall(SYS_munmap, addr, len);
+}
 #endif
 
 /* One operation under test: returns 0 or a VLM_E* code with e filled; must release everything
@@ -183,12 +249,13 @@ static long sweep(const char *name, op_fn op, void *ctx, long max_runs)
         rc = op(ctx, &e);
         atomic_store(&armed, 0);
         long attempts = atomic_load(&n_attempts);
-        long live = set_live;
+        long live = set_live + maps_live();
         int hit = atomic_load(&injected);
         total = attempts;
         if (live) {
             leaks++;
-            TH_CHECK(0, "%s: allocation %ld failing leaks %ld block(s) (rc %d: %s)", name, n, live, rc, e.msg);
+            TH_CHECK(0, "%s: allocation %ld failing leaks %ld block(s) or mapping(s) (rc %d: %s)", name, n, live, rc,
+                     e.msg);
         }
         TH_CHECK(!set_overflow, "%s: tracking set overflow", name);
         if (!hit) /* the operation needed fewer than n allocations: all done */
