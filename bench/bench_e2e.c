@@ -104,17 +104,18 @@ static int weight_read_init(const model *m, const char *level, weight_read *w)
     return 0;
 }
 
-/* Read bandwidth (bytes/s) over the chunks: the best of 3 passes with the model's threads. */
-static double weight_read_bw(model *m, weight_read *w)
+/* Milliseconds plain loads take to read the chunks with the model's threads: the best of
+ * `passes` passes. */
+static double weight_read_ms(model *m, weight_read *w, int passes)
 {
     double best = 1e30;
-    for (int r = 0; r < 3; r++) {
+    for (int r = 0; r < passes; r++) {
         double t0 = now_ms();
         pool_for(m->pool, w->n, 1, read_task, w);
         double t = now_ms() - t0;
         best = t < best ? t : best;
     }
-    return (double)w->bytes / (best / 1e3);
+    return best;
 }
 
 typedef struct first_token {
@@ -299,29 +300,47 @@ int main(int argc, char **argv)
         model_embed(&m, ids, ctx, emb, &e);
         if (model_forward(&m, emb, ctx, logits, &e))
             return die("context", &e);
-        t1 = now_ms();
-        c1 = cpu_ms();
-        for (int g = 0; g < n_gen; g++) {
-            int id = ids[g];
-            model_embed(&m, &id, 1, emb, &e);
-            if (model_forward(&m, emb, 1, logits, &e))
-                return die("decode", &e);
-        }
-        samples[M_GEN_TPS][r] = n_gen / ((now_ms() - t1) / 1e3);
-        samples[M_GEN_CPU][r] = (cpu_ms() - c1) / n_gen;
-        /* Right after: how fast plain loads read the same bytes now. */
+        /* Each step is paired with a plain read of the same weights right after it (the best
+         * of two passes): the memory of a shared machine changes speed from second to second,
+         * so a step is judged against what the memory gave at that moment, as bench_kernels
+         * judges each kernel run. The run's fraction of the roofline is the median over its
+         * steps of read time / step time. */
         static weight_read wr;
         if (weight_read_init(&m, m.K->level, &wr)) {
             fprintf(stderr, "bench_e2e: %s: more weight chunks than the roofline pass holds\n", model_path);
             return 1;
         }
-        samples[M_READ_GBS][r] = weight_read_bw(&m, &wr) / 1e9;
-        samples[M_ROOF_FRAC][r] = samples[M_GEN_TPS][r] / (samples[M_READ_GBS][r] * 1e9 / (double)wr.bytes);
-        /* The cache a token's attention reads too: every layer's keys and values so far. */
-        kv_bytes_per_token = (double)m.cfg.n_layers * 2 * m.cfg.n_kv_heads * model_kv_row_bytes(&m) *
-                             (ctx + n_gen / 2);
-        samples[M_ROOF_KV_FRAC][r] = samples[M_GEN_TPS][r] /
-                                     (samples[M_READ_GBS][r] * 1e9 / ((double)wr.bytes + kv_bytes_per_token));
+        double gen_ms = 0, gen_cpu = 0;
+        double *frac = malloc(sizeof(double) * 3 * (size_t)n_gen), *frac_kv = frac + n_gen, *gbs = frac + 2 * n_gen;
+        if (!frac) {
+            fprintf(stderr, "bench_e2e: out of memory\n");
+            return 1;
+        }
+        /* The cache a step's attention reads too: every layer's keys and values so far. */
+        double kv_row_all = (double)m.cfg.n_layers * 2 * m.cfg.n_kv_heads * model_kv_row_bytes(&m);
+        for (int g = 0; g < n_gen; g++) {
+            int id = ids[g];
+            t1 = now_ms();
+            c1 = cpu_ms();
+            model_embed(&m, &id, 1, emb, &e);
+            if (model_forward(&m, emb, 1, logits, &e))
+                return die("decode", &e);
+            double step = now_ms() - t1;
+            gen_cpu += cpu_ms() - c1;
+            gen_ms += step;
+            double rd = weight_read_ms(&m, &wr, 2);
+            double kv_bytes = kv_row_all * (ctx + g + 1);
+            frac[g] = rd / step;
+            frac_kv[g] = rd * (1 + kv_bytes / (double)wr.bytes) / step;
+            gbs[g] = (double)wr.bytes / rd / 1e6;
+        }
+        kv_bytes_per_token = kv_row_all * (ctx + n_gen / 2);
+        samples[M_GEN_TPS][r] = n_gen / (gen_ms / 1e3);
+        samples[M_GEN_CPU][r] = gen_cpu / n_gen;
+        samples[M_READ_GBS][r] = median(gbs, n_gen);
+        samples[M_ROOF_FRAC][r] = median(frac, n_gen);
+        samples[M_ROOF_KV_FRAC][r] = median(frac_kv, n_gen);
+        free(frac);
         weight_bytes_per_token = wr.bytes;
         samples[M_TTFT][r] = ttft;
         free(ids);
