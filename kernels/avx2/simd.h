@@ -60,22 +60,31 @@ static inline void h2f_row(const uint16_t *src, float *dst, int n)
 }
 
 /* Weight streaming of the matrix-vector kernels (avx2/gemv_q.h, avx512/gemv_q4.h): one row
- * after another, and every step prefetches, non-temporally (weights are read once per token),
- * the bytes WEIGHT_PF further on, short q4 groups included (a gap of 2-3 lines per row left to
- * demand loads cost 30 points of read bandwidth at 2.7B's mlp_down), never past the call's
- * last row (pf_end: with threads a call is a chunk of rows). The out-of-order window covers
- * only ~1 KB of those loops.
- * The distance is a measured compromise (Zen 4, interleaved runs): into L2 (T1) 8-16 KB ahead,
- * one thread streams q4 at 90-96% of the paired read (bench_kernels -t 1) against 76-78% with
- * NTA 2 KB ahead, but two threads generate 3-5 points of the roofline slower (bench_e2e -t 2:
- * 80-84% against 83-87%). Generation with every core is what users run, so NTA 2 KB. */
-enum { WEIGHT_PF = 2048 };
+ * after another, and every step prefetches its bytes twice ahead, short q4 groups included (a
+ * gap of 2-3 lines per row left to demand loads cost 30 points of read bandwidth at 2.7B's
+ * mlp_down), never past the call's last row (pf_end: with threads a call is a chunk of rows):
+ *   into L2 (T1) WEIGHT_PF_L2 = 16 KB ahead: requests in flight are what one core's bandwidth
+ *   is made of (bytes in flight = bandwidth x latency), and a core tracks more outstanding L2
+ *   fills than L1 fills; NTA alone at 2 KB gave one thread 64-85% of the paired read, far
+ *   too few bytes in flight when memory is fast;
+ *   into L1, non-temporally (weights are read once per token), WEIGHT_PF = 2 KB ahead, so the
+ *   loads find their lines in L1 instead of waiting on L2: T1 alone at 16 KB gave two threads
+ *   3-5 points less generation than NTA at 2 KB.
+ * Both together (Zen 4, interleaved runs): one thread 93-97% of the paired read (bench_kernels
+ * -t 1 -k q4 -l gfni, mean over the 8 shapes; NTA 2 KB alone 75-79%, T1 16 KB alone 89-95%),
+ * two threads as NTA alone when memory is slow and 5 points of generation better when it is
+ * fast (bench_e2e -t 2: 0.78-0.80 against 0.74-0.75 of the roofline at a 45 GB/s read). The
+ * out-of-order window covers only ~1 KB of those loops. */
+enum { WEIGHT_PF = 2048, WEIGHT_PF_L2 = 16384 };
 
-/* Prefetches the bytes [p + WEIGHT_PF, p + WEIGHT_PF + n) that lie before pf_end (as
- * integers: the addresses may lie past the matrix, where pointer arithmetic is undefined). */
+/* Prefetches the bytes [p + d, p + d + n) that lie before pf_end for both distances d above
+ * (as integers: the addresses may lie past the matrix, where pointer arithmetic is undefined). */
 static inline void prefetch_weights(const unsigned char *p, size_t n, uintptr_t pf_end)
 {
-    uintptr_t a = (uintptr_t)p + WEIGHT_PF;
+    uintptr_t a = (uintptr_t)p + WEIGHT_PF_L2;
+    for (size_t o = 0; o < n && a + o < pf_end; o += 64)
+        _mm_prefetch((const char *)(a + o), _MM_HINT_T1);
+    a = (uintptr_t)p + WEIGHT_PF;
     for (size_t o = 0; o < n && a + o < pf_end; o += 64)
         _mm_prefetch((const char *)(a + o), _MM_HINT_NTA);
 }
