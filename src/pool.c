@@ -199,8 +199,11 @@ static void pool_run(pool *p, size_t n, size_t grain, int guided, pool_fn fn, vo
     if (grain == 0)
         grain = 1;
     if (!p || p->n_threads == 1 || n <= grain) {
-        for (size_t i0 = 0; i0 < n; i0 += grain)
-            fn(ctx, i0, n - i0 < grain ? n : i0 + grain);
+        /* One call over the whole range: a kernel then streams it as one sequence (a decoding
+         * product cut into 16-row calls restarted its weight prefetch at every cut: one thread
+         * generated at 54% of its read bandwidth instead of 90%). */
+        if (n)
+            fn(ctx, 0, n);
         return;
     }
     p->fn = fn;

@@ -25,7 +25,8 @@ void pool_destroy(pool *p);
 int pool_threads(const pool *p);
 
 /* Runs fn over [0, n) in ranges of `grain` items (the last may be shorter) and returns when
- * all are done. p may be NULL (runs on the caller). Not reentrant. */
+ * all are done. p may be NULL or have one thread: then fn runs once, on the caller, over the
+ * whole of [0, n). Not reentrant. */
 void pool_for(pool *p, size_t n, size_t grain, pool_fn fn, void *ctx);
 /* pool_for with chunks that shrink as [0, n) runs out: multiples of grain (the smallest chunk),
  * each a 1 / (2 threads) share of what is left, so the threads end close together. */
