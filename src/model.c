@@ -440,7 +440,8 @@ enum { KV_HUGE = 2 << 20 }; /* a transparent huge page (x86-64, arm64 with 4 KB 
  * Why: decoding writes each new position's rows into untouched memory, and with 4 KB pages
  * every (layer, K/V, head) row faulted once per 16 positions (1.7B f16: 768 faults per 16
  * tokens), measured at 0.3-1 ms per token, 1-4% of decoding, in this VM; a 2 MB page faults
- * once for 8 heads' worth of 256 positions, and its TLB entry serves the attention reads.
+ * once for all the head regions it holds (16 heads of 512 positions for 1.7B f16), and one TLB
+ * entry serves the attention's reads of them.
  * NULL if the memory cannot be mapped. */
 static unsigned char *kv_map(size_t bytes, size_t *mapped)
 {
@@ -462,14 +463,14 @@ static unsigned char *kv_map(size_t bytes, size_t *mapped)
     return p + head;
 }
 
-/* Unmaps the KV cache (if any); every layer's pointers become NULL. */
+/* Unmaps the KV cache (if any); every layer's pointers (when the arrays exist) become NULL. */
 static void kv_unmap(model *m)
 {
     if (m->kv_mem)
         munmap(m->kv_mem, m->kv_mapped);
     m->kv_mem = NULL;
     m->kv_mapped = 0;
-    for (uint32_t l = 0; m->kcache && l < m->cfg.n_layers; l++)
+    for (uint32_t l = 0; m->kcache && m->vcache && l < m->cfg.n_layers; l++)
         m->kcache[l] = m->vcache[l] = NULL;
     m->kv_cap = 0;
 }
@@ -939,8 +940,7 @@ void model_close(model *m)
     if (m->tok)
         tok_free(m->tok);
     /* model_open may fail between the two callocs: either array may be NULL alone. */
-    if (m->kcache && m->vcache)
-        kv_unmap(m);
+    kv_unmap(m);
     free(m->kcache);
     free(m->vcache);
     free(m->llm);

@@ -1,10 +1,11 @@
 /* test_alloc.c: allocation-failure injection. This program replaces malloc/calloc/realloc/free
  * (glibc forwards to __libc_*) and mmap/munmap (to the system calls), so every allocation and
  * mapping of libvlm.a (linked statically into it: the weight file, the KV cache) and every
- * allocation of libc on its behalf is counted. For model load, generation, a two-turn chat, image decoding
- * and conversion it makes the Nth allocation fail for N = 1, 2, ... until the operation
- * succeeds: each failing run must return VLM_ENOMEM with a message, leave no allocation live,
- * and not crash; the answers computed after failures must equal those of a clean run. */
+ * allocation of libc on its behalf is counted. For model load, generation, a two-turn chat,
+ * image decoding and conversion it makes the Nth allocation fail for N = 1, 2, ... until the
+ * operation succeeds: each failing run must return VLM_ENOMEM with a message, leave no
+ * allocation live, and not crash; the answers computed after failures must equal those of a
+ * clean run. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
