@@ -311,11 +311,12 @@ int main(int argc, char **argv)
             return 1;
         }
         double gen_ms = 0, gen_cpu = 0;
-        double *frac = malloc(sizeof(double) * 3 * (size_t)n_gen), *frac_kv = frac + n_gen, *gbs = frac + 2 * n_gen;
+        double *frac = malloc(sizeof(double) * 3 * (size_t)n_gen); /* (3, n_gen) */
         if (!frac) {
             fprintf(stderr, "bench_e2e: out of memory\n");
             return 1;
         }
+        double *frac_kv = frac + n_gen, *gbs = frac + 2 * n_gen;
         /* The cache a step's attention reads too: every layer's keys and values so far. */
         double kv_row_all = (double)m.cfg.n_layers * 2 * m.cfg.n_kv_heads * model_kv_row_bytes(&m);
         for (int g = 0; g < n_gen; g++) {
