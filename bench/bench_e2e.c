@@ -104,12 +104,12 @@ static int weight_read_init(const model *m, const char *level, weight_read *w)
     return 0;
 }
 
-/* Milliseconds plain loads take to read the chunks with the model's threads: the best of
- * `passes` passes. */
-static double weight_read_ms(model *m, weight_read *w, int passes)
+/* Milliseconds plain loads take to read the chunks with the model's threads: the better of
+ * two passes (one pass alone is sometimes slowed by a neighbour's burst). */
+static double weight_read_ms(model *m, weight_read *w)
 {
     double best = 1e30;
-    for (int r = 0; r < passes; r++) {
+    for (int r = 0; r < 2; r++) {
         double t0 = now_ms();
         pool_for(m->pool, w->n, 1, read_task, w);
         double t = now_ms() - t0;
@@ -300,8 +300,8 @@ int main(int argc, char **argv)
         model_embed(&m, ids, ctx, emb, &e);
         if (model_forward(&m, emb, ctx, logits, &e))
             return die("context", &e);
-        /* Each step is paired with a plain read of the same weights right after it (the best
-         * of two passes): the memory of a shared machine changes speed from second to second,
+        /* Each step is paired with a plain read of the same weights right after it
+         * (weight_read_ms): the memory of a shared machine changes speed from second to second,
          * so a step is judged against what the memory gave at that moment, as bench_kernels
          * judges each kernel run. The run's fraction of the roofline is the median over its
          * steps of read time / step time. */
@@ -329,7 +329,7 @@ int main(int argc, char **argv)
             double step = now_ms() - t1;
             gen_cpu += cpu_ms() - c1;
             gen_ms += step;
-            double rd = weight_read_ms(&m, &wr, 2);
+            double rd = weight_read_ms(&m, &wr);
             double kv_bytes = kv_row_all * (ctx + g + 1);
             frac[g] = rd / step;
             frac_kv[g] = rd * (1 + kv_bytes / (double)wr.bytes) / step;
