@@ -325,7 +325,13 @@ static void bench_case(team *t, const kernel_table *K, const char *level, const 
             K->quant_q8(k, a + (size_t)i * k, aq + (size_t)i * (k / QK));
     }
     float *c = xmalloc((size_t)m * n * sizeof(float));
-    gemm_job j = {.K = K, .type = type, .m = m, .n = n, .k = k, .a = a, .aq = aq, .w = w, .c = c, .parts = t->n};
+    /* One thread streams alone: the products the model then calls (kernels.h *_alone). */
+    kernel_table Ka = *K;
+    if (threads == 1) {
+        Ka.gemm_q8 = K->gemm_q8_alone;
+        Ka.gemm_q4 = K->gemm_q4_alone;
+    }
+    gemm_job j = {.K = &Ka, .type = type, .m = m, .n = n, .k = k, .a = a, .aq = aq, .w = w, .c = c, .parts = t->n};
     double ts[64], ratio[64];
     team_run(t, gemm_part, &j);
     team_run(t, gemm_part, &j);

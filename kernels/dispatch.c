@@ -54,10 +54,11 @@ static const struct {
     const char *name;
     size_t offset;
 } slots[] = {
-    SLOT(gemm_f32), SLOT(gemm_f16), SLOT(gemm_q8), SLOT(gemm_q4), SLOT(quant_q8), SLOT(dequant_row),
-    SLOT(rmsnorm), SLOT(layernorm), SLOT(gelu_erf), SLOT(quick_gelu), SLOT(hardswish), SLOT(hardsigmoid),
-    SLOT(relu), SLOT(silu_mul), SLOT(add), SLOT(rope), SLOT(attention), SLOT(attention_f16kv),
-    SLOT(attention_q8kv), SLOT(to_f16), SLOT(im2col_patch), SLOT(dwconv3x3), SLOT(avgpool),
+    SLOT(gemm_f32), SLOT(gemm_f16), SLOT(gemm_q8), SLOT(gemm_q4), SLOT(gemm_q8_alone), SLOT(gemm_q4_alone),
+    SLOT(quant_q8), SLOT(dequant_row), SLOT(rmsnorm), SLOT(layernorm), SLOT(gelu_erf), SLOT(quick_gelu),
+    SLOT(hardswish), SLOT(hardsigmoid), SLOT(relu), SLOT(silu_mul), SLOT(add), SLOT(rope), SLOT(attention),
+    SLOT(attention_f16kv), SLOT(attention_q8kv), SLOT(to_f16), SLOT(im2col_patch), SLOT(dwconv3x3),
+    SLOT(avgpool),
 };
 #undef SLOT
 

@@ -78,6 +78,14 @@ typedef struct kernel_table {
                     const float *bias, float *c, size_t ldc);
     void (*gemm_q4)(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
                     const float *bias, float *c, size_t ldc);
+    /* gemm_q8 / gemm_q4 for a caller streaming the weights alone (one thread): the same results;
+     * with m = 1 they prefetch more of the weights ahead, which one core needs to reach the read
+     * bandwidth and which slows several cores sharing it (avx2/simd.h prefetch_weights). Levels
+     * without that difference set the same functions as gemm_q8 / gemm_q4. */
+    void (*gemm_q8_alone)(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q8 *w,
+                          const float *bias, float *c, size_t ldc);
+    void (*gemm_q4_alone)(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
+                          const float *bias, float *c, size_t ldc);
 
     /* x[0:n] -> n/32 q8 blocks (n % 32 == 0): d = max|x| / 127, q = round(x / d). */
     void (*quant_q8)(int n, const float *x, blk_q8 *y);

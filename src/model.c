@@ -58,6 +58,7 @@ typedef struct linear_out {
 typedef struct linear_job {
     const kernel_table *K;
     int rows, count, k;
+    int alone;         /* one thread streams the weights: the *_alone products (kernels.h) */
     const float *x;
     size_t ldx;
     blk_q8 *xq;        /* (rows, k/32) quantized x, when a weight is q8/q4 */
@@ -77,10 +78,12 @@ static void gemm_range(const linear_job *j, const linear_out *o, int n0, int n1)
         j->K->gemm_f16(j->rows, n0, n1, W->k, j->x, j->ldx, W->w, o->bias, o->y, o->ldy);
         break;
     case WT_Q8:
-        j->K->gemm_q8(j->rows, n0, n1, W->k, j->xq, ldq, W->w, o->bias, o->y, o->ldy);
+        (j->alone ? j->K->gemm_q8_alone : j->K->gemm_q8)(j->rows, n0, n1, W->k, j->xq, ldq, W->w, o->bias, o->y,
+                                                         o->ldy);
         break;
     case WT_Q4:
-        j->K->gemm_q4(j->rows, n0, n1, W->k, j->xq, ldq, W->w, o->bias, o->y, o->ldy);
+        (j->alone ? j->K->gemm_q4_alone : j->K->gemm_q4)(j->rows, n0, n1, W->k, j->xq, ldq, W->w, o->bias, o->y,
+                                                         o->ldy);
         break;
     }
 }
@@ -110,7 +113,8 @@ static void quant_task(void *ctx, size_t r0, size_t r1)
  * which matters in decoding, where each job is short. */
 static void linear_group(model *m, const float *x, size_t ldx, int rows, const linear_out *out, int count)
 {
-    linear_job j = {.K = m->K, .rows = rows, .count = count, .k = out[0].W->k, .x = x, .ldx = ldx, .xq = m->qbuf};
+    linear_job j = {.K = m->K, .rows = rows, .count = count, .k = out[0].W->k, .alone = pool_threads(m->pool) == 1,
+                    .x = x, .ldx = ldx, .xq = m->qbuf};
     int quantized = 0;
     for (int i = 0; i < count; i++) {
         j.out[i] = out[i];

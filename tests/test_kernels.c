@@ -441,6 +441,21 @@ static void test_gemm_f16(ctx *c, const kernel_table *t) { test_gemm(c, t, WT_F1
 static void test_gemm_q8(ctx *c, const kernel_table *t) { test_gemm(c, t, WT_Q8); }
 static void test_gemm_q4(ctx *c, const kernel_table *t) { test_gemm(c, t, WT_Q4); }
 
+/* The *_alone products differ from gemm_q8 / gemm_q4 in their prefetch only: the same checks. */
+static void test_gemm_q8_alone(ctx *c, const kernel_table *t)
+{
+    kernel_table u = *t;
+    u.gemm_q8 = t->gemm_q8_alone;
+    test_gemm(c, &u, WT_Q8);
+}
+
+static void test_gemm_q4_alone(ctx *c, const kernel_table *t)
+{
+    kernel_table u = *t;
+    u.gemm_q4 = t->gemm_q4_alone;
+    test_gemm(c, &u, WT_Q4);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* quantization                                                                              */
 
@@ -1285,11 +1300,11 @@ typedef struct slot {
 #define SLOT(f) {#f, offsetof(kernel_table, f), test_##f}
 
 static const slot slots[] = {
-    SLOT(gemm_f32),   SLOT(gemm_f16),    SLOT(gemm_q8),    SLOT(gemm_q4),       SLOT(quant_q8),
-    SLOT(dequant_row), SLOT(rmsnorm),    SLOT(layernorm),  SLOT(gelu_erf),      SLOT(quick_gelu),
-    SLOT(hardswish),  SLOT(hardsigmoid), SLOT(relu),       SLOT(silu_mul),      SLOT(add),
-    SLOT(rope),       SLOT(attention),   SLOT(attention_f16kv), SLOT(attention_q8kv), SLOT(to_f16),
-    SLOT(im2col_patch), SLOT(dwconv3x3), SLOT(avgpool),
+    SLOT(gemm_f32), SLOT(gemm_f16), SLOT(gemm_q8), SLOT(gemm_q4), SLOT(gemm_q8_alone), SLOT(gemm_q4_alone),
+    SLOT(quant_q8), SLOT(dequant_row), SLOT(rmsnorm), SLOT(layernorm), SLOT(gelu_erf), SLOT(quick_gelu),
+    SLOT(hardswish), SLOT(hardsigmoid), SLOT(relu), SLOT(silu_mul), SLOT(add), SLOT(rope), SLOT(attention),
+    SLOT(attention_f16kv), SLOT(attention_q8kv), SLOT(to_f16), SLOT(im2col_patch), SLOT(dwconv3x3),
+    SLOT(avgpool),
 };
 
 static any_fn slot_fn(const kernel_table *t, const slot *s)

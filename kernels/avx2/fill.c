@@ -17,6 +17,8 @@ void avx2_fill(kernel_table *t)
     t->gemm_f16 = gemm_f16_avx2;
     t->gemm_q8 = gemm_q8_avx2;
     t->gemm_q4 = gemm_q4_avx2;
+    t->gemm_q8_alone = gemm_q8_alone_avx2;
+    t->gemm_q4_alone = gemm_q4_alone_avx2;
     t->quant_q8 = quant_q8_avx2;
     t->rmsnorm = rmsnorm_avx2;
     t->layernorm = layernorm_avx2;

@@ -203,7 +203,7 @@ static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, 
                                                          size_t ldc)
 {
     if (m == 1) {
-        gemv_q(q4, n0, n1, k, a, w, bias, c);
+        gemv_q(q4, 0, n0, n1, k, a, w, bias, c);
         return;
     }
     const int nb = k / QK;
@@ -255,6 +255,26 @@ void gemm_q4_avx2(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, con
                   const float *bias, float *c, size_t ldc)
 {
     gemm_q(1, m, n0, n1, k, a, lda, w, bias, c, ldc);
+}
+
+/* Contract: kernels.h gemm_q8_alone / gemm_q4_alone: gemm_q8_avx2 / gemm_q4_avx2 with the
+ * prefetch of one thread streaming alone when m == 1. */
+void gemm_q8_alone_avx2(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q8 *w,
+                        const float *bias, float *c, size_t ldc)
+{
+    if (m == 1)
+        gemv_q(0, 1, n0, n1, k, a, w, bias, c);
+    else
+        gemm_q8_avx2(m, n0, n1, k, a, lda, w, bias, c, ldc);
+}
+
+void gemm_q4_alone_avx2(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
+                        const float *bias, float *c, size_t ldc)
+{
+    if (m == 1)
+        gemv_q(1, 1, n0, n1, k, a, w, bias, c);
+    else
+        gemm_q4_avx2(m, n0, n1, k, a, lda, w, bias, c, ldc);
 }
 
 /* Rounds half away from zero like roundf (the vector round instruction rounds half to even):

@@ -72,7 +72,8 @@ static inline __m256i block_dot(__m256i av, const blk_q8 *b)
  * of their products. ad, ex: per-block activation scales and excess (index 0 = the chunk's
  * first block). */
 static inline __attribute__((always_inline)) float gemv_row_q8(int nbc, const blk_q8 *a, const unsigned char *w,
-                                                               const float *ad, const int32_t *ex, uintptr_t pf_end)
+                                                               const float *ad, const int32_t *ex, uintptr_t pf_end,
+                                                               int alone)
 {
     const size_t bsz = sizeof(blk_q8);
     __m256 acc = _mm256_setzero_ps();
@@ -82,7 +83,7 @@ static inline __attribute__((always_inline)) float gemv_row_q8(int nbc, const bl
         __m256i xs = ng == 8 ? _mm256_loadu_si256((const __m256i *)(ex + g))
                              : _mm256_maskload_epi32((const int *)(ex + g), lane_mask(ng));
         const unsigned char *wg = w + (size_t)g * bsz;
-        prefetch_weights(wg, 8 * bsz, pf_end);
+        prefetch_weights(wg, 8 * bsz, pf_end, alone);
         __m256i r;
         if (ng == 8) {
             /* The tree built as the dots come, so few registers are live. */
@@ -133,13 +134,13 @@ static inline __m256i q4_pair_dot(__m256i x, const int8_t *ap)
  * only the row's bytes. */
 static inline __attribute__((always_inline)) float gemv_row_q4(int nbc, int nrem, const int8_t *aq,
                                                                const unsigned char *w, const float *ad,
-                                                               const int32_t *ex, uintptr_t pf_end)
+                                                               const int32_t *ex, uintptr_t pf_end, int alone)
 {
     const __m256i perm = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
     __m256 acc = _mm256_setzero_ps();
     for (int g = 0; g < nbc; g += 8) {
         int ng = nbc - g < 8 ? nbc - g : 8;
-        prefetch_weights(w + (size_t)g * Q4_BLOCK_BYTES, 8 * Q4_BLOCK_BYTES, pf_end);
+        prefetch_weights(w + (size_t)g * Q4_BLOCK_BYTES, 8 * Q4_BLOCK_BYTES, pf_end, alone);
         const unsigned char *nib = w + q4_nibbles_off(nrem, g);
         /* 16 bytes from the first scale stay inside the group (its nibbles follow the scales);
          * the lanes of missing blocks are cleared. */
@@ -195,8 +196,8 @@ static inline void q4_act_tables(int nbc, const blk_q8 *a, int8_t *aq, float *ad
 
 /* gemm_q8/q4 for m == 1, rows [n0, n1): weights streamed once, one row at a time (on Zen 4 a
  * single sequential stream reads DRAM 2-3x faster than 2 or 4 interleaved rows), prefetched as
- * simd.h's prefetch_weights says. */
-static inline __attribute__((always_inline)) void gemv_q(int q4, int n0, int n1, int k, const blk_q8 *a,
+ * simd.h's prefetch_weights says (alone: for the *_alone slots). */
+static inline __attribute__((always_inline)) void gemv_q(int q4, int alone, int n0, int n1, int k, const blk_q8 *a,
                                                          const void *w, const float *bias, float *c)
 {
     int nb = k / QK;
@@ -226,8 +227,8 @@ static inline __attribute__((always_inline)) void gemv_q(int q4, int n0, int n1,
         uintptr_t pf_end = (uintptr_t)wb + (uintptr_t)n1 * wrow; /* prefetches stop at the last row */
         for (int j = n0; j < n1; j++) {
             const unsigned char *wr = wb + (size_t)j * wrow;
-            float s = q4 ? gemv_row_q4(nbc, nb - b0, aq, wr, ad, ex, pf_end)
-                         : gemv_row_q8(nbc, a + b0, wr, ad, ex, pf_end);
+            float s = q4 ? gemv_row_q4(nbc, nb - b0, aq, wr, ad, ex, pf_end, alone)
+                         : gemv_row_q8(nbc, a + b0, wr, ad, ex, pf_end, alone);
             if (!first)
                 s = c[j] + s;
             if (last && bias)

@@ -14,6 +14,10 @@ void gemm_q8_avx2(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, con
                   const float *bias, float *c, size_t ldc);
 void gemm_q4_avx2(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
                   const float *bias, float *c, size_t ldc);
+void gemm_q8_alone_avx2(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q8 *w,
+                        const float *bias, float *c, size_t ldc);
+void gemm_q4_alone_avx2(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
+                        const float *bias, float *c, size_t ldc);
 void quant_q8_avx2(int n, const float *x, blk_q8 *y);
 void rmsnorm_avx2(int r0, int r1, int n, const float *x, size_t ld, const float *w, float eps,
                   float *y);

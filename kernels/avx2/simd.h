@@ -60,30 +60,39 @@ static inline void h2f_row(const uint16_t *src, float *dst, int n)
 }
 
 /* Weight streaming of the matrix-vector kernels (avx2/gemv_q.h, avx512/gemv_q4.h): one row
- * after another, and every step prefetches its bytes twice ahead, short q4 groups included (a
- * gap of 2-3 lines per row left to demand loads cost 30 points of read bandwidth at 2.7B's
+ * after another, and every step prefetches its bytes ahead, short q4 groups included (a gap of
+ * 2-3 lines per row left to demand loads cost 30 points of read bandwidth at 2.7B's
  * mlp_down), never past the call's last row (pf_end: with threads a call is a chunk of rows):
- *   into L2 (T1) WEIGHT_PF_L2 = 16 KB ahead: requests in flight are what one core's bandwidth
- *   is made of (bytes in flight = bandwidth x latency), and a core tracks more outstanding L2
- *   fills than L1 fills; NTA alone at 2 KB gave one thread 64-85% of the paired read, far
- *   too few bytes in flight when memory is fast;
  *   into L1, non-temporally (weights are read once per token), WEIGHT_PF = 2 KB ahead, so the
- *   loads find their lines in L1 instead of waiting on L2: T1 alone at 16 KB gave two threads
- *   3-5 points less generation than NTA at 2 KB.
- * Both together (Zen 4, interleaved runs): one thread 93-97% of the paired read (bench_kernels
- * -t 1 -k q4 -l gfni, mean over the 8 shapes; NTA 2 KB alone 75-79%, T1 16 KB alone 89-95%),
- * two threads as NTA alone when memory is slow and 5 points of generation better when it is
- * fast (bench_e2e -t 2: 0.78-0.80 against 0.74-0.75 of the roofline at a 45 GB/s read). The
- * out-of-order window covers only ~1 KB of those loops. */
-enum { WEIGHT_PF = 2048, WEIGHT_PF_L2 = 16384 };
+ *   loads find their lines in L1 instead of waiting on L2;
+ *   into L2 (T1) WEIGHT_PF_L2 = 16 KB ahead, two ways. A thread streaming alone (kernel_table's
+ *   *_alone slots: one thread) prefetches every line: one core's bandwidth is the bytes it has
+ *   in flight over the latency, and a core tracks more outstanding L2 fills than L1 fills (NTA
+ *   alone gave one thread 75-79% of the paired read against 93-97%, bench_kernels -t 1 -k q4
+ *   -l gfni). When threads share the memory each prefetches only the first two lines of every
+ *   4 KB page: the hardware prefetcher stops at 4 KB boundaries and restarts from those lines,
+ *   and it is enough; every line prefetched made two threads 3-5 points of the roofline slower
+ *   in generation (bench_e2e -t 2: 84-85% against 87-89%), with the weights in 2 MB page-cache
+ *   folios (ext4 on Linux 6.x maps most of a model file that way) and in 4 KB pages alike.
+ * The out-of-order window covers only ~1 KB of those loops. */
+enum { WEIGHT_PF = 2048, WEIGHT_PF_L2 = 16384, PAGE_4K = 4096 };
 
-/* Prefetches the bytes [p + d, p + d + n) that lie before pf_end for both distances d above
- * (as integers: the addresses may lie past the matrix, where pointer arithmetic is undefined). */
-static inline void prefetch_weights(const unsigned char *p, size_t n, uintptr_t pf_end)
+/* Prefetches the bytes [p + d, p + d + n) that lie before pf_end, as said above (alone: every
+ * line at the L2 distance; else the first two lines of each 4 KB page starting in that range).
+ * Addresses are integers: they may lie past the matrix, where pointer arithmetic is undefined. */
+static inline __attribute__((always_inline)) void prefetch_weights(const unsigned char *p, size_t n,
+                                                                   uintptr_t pf_end, int alone)
 {
     uintptr_t a = (uintptr_t)p + WEIGHT_PF_L2;
-    for (size_t o = 0; o < n && a + o < pf_end; o += 64)
-        _mm_prefetch((const char *)(a + o), _MM_HINT_T1);
+    if (alone) {
+        for (size_t o = 0; o < n && a + o < pf_end; o += 64)
+            _mm_prefetch((const char *)(a + o), _MM_HINT_T1);
+    } else {
+        uintptr_t pg = (a + PAGE_4K - 1) & ~(uintptr_t)(PAGE_4K - 1);
+        if (pg < a + n)
+            for (uintptr_t o = 0; o < 128 && pg + o < pf_end; o += 64)
+                _mm_prefetch((const char *)(pg + o), _MM_HINT_T1);
+    }
     a = (uintptr_t)p + WEIGHT_PF;
     for (size_t o = 0; o < n && a + o < pf_end; o += 64)
         _mm_prefetch((const char *)(a + o), _MM_HINT_NTA);

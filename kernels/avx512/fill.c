@@ -16,6 +16,10 @@ void gemm_q8_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, c
                     const float *bias, float *c, size_t ldc);
 void gemm_q4_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
                     const float *bias, float *c, size_t ldc);
+void gemm_q8_alone_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q8 *w,
+                          const float *bias, float *c, size_t ldc);
+void gemm_q4_alone_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
+                          const float *bias, float *c, size_t ldc);
 void attention_avx512(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
                       int n_keys, int causal, float scale, const float *q, size_t ldq,
                       const float *k, const float *v, size_t ldkv, float *out, size_t ldo);
@@ -35,6 +39,8 @@ void avx512_fill(kernel_table *t)
     t->gemm_f16 = gemm_f16_avx512;
     t->gemm_q8 = gemm_q8_avx512;
     t->gemm_q4 = gemm_q4_avx512;
+    t->gemm_q8_alone = gemm_q8_alone_avx512;
+    t->gemm_q4_alone = gemm_q4_alone_avx512;
     t->attention = attention_avx512;
     t->attention_f16kv = attention_f16kv_avx512;
     t->attention_q8kv = attention_q8kv_avx512;

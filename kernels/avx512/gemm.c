@@ -23,7 +23,12 @@ void gemm_q8_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, c
 void gemm_q4_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
                     const float *bias, float *c, size_t ldc);
 
+void gemm_q8_alone_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q8 *w,
+                          const float *bias, float *c, size_t ldc);
+void gemm_q4_alone_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
+                          const float *bias, float *c, size_t ldc);
 void gemv_q4_avx512(int n0, int n1, int k, const blk_q8 *a, const uint8_t *w, const float *bias, float *c);
+void gemv_q4_alone_avx512(int n0, int n1, int k, const blk_q8 *a, const uint8_t *w, const float *bias, float *c);
 
 /* 16 lanes reduced in a fixed order: the two halves added, then hsum8. */
 static inline float hsum16(__m512 v)
@@ -444,7 +449,7 @@ static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, 
         if (q4)
             gemv_q4_avx512(n0, n1, k, a, w, bias, c);
         else
-            gemv_q(q4, n0, n1, k, a, w, bias, c);
+            gemv_q(q4, 0, n0, n1, k, a, w, bias, c);
         return;
     }
     const int nb = k / QK;
@@ -507,4 +512,24 @@ void gemm_q4_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, c
                     const float *bias, float *c, size_t ldc)
 {
     gemm_q(1, m, n0, n1, k, a, lda, w, bias, c, ldc);
+}
+
+/* Contract: kernels.h gemm_q8_alone / gemm_q4_alone: gemm_q8_avx512 / gemm_q4_avx512 with the
+ * prefetch of one thread streaming alone when m == 1. */
+void gemm_q8_alone_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q8 *w,
+                          const float *bias, float *c, size_t ldc)
+{
+    if (m == 1)
+        gemv_q(0, 1, n0, n1, k, a, w, bias, c);
+    else
+        gemm_q8_avx512(m, n0, n1, k, a, lda, w, bias, c, ldc);
+}
+
+void gemm_q4_alone_avx512(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
+                          const float *bias, float *c, size_t ldc)
+{
+    if (m == 1)
+        gemv_q4_alone_avx512(n0, n1, k, a, w, bias, c);
+    else
+        gemm_q4_avx512(m, n0, n1, k, a, lda, w, bias, c, ldc);
 }

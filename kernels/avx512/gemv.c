@@ -6,7 +6,9 @@
 #include "kernels.h"
 
 void gemv_q4_avx512(int n0, int n1, int k, const blk_q8 *a, const uint8_t *w, const float *bias, float *c);
+void gemv_q4_alone_avx512(int n0, int n1, int k, const blk_q8 *a, const uint8_t *w, const float *bias, float *c);
 
 #define GEMV_GFNI 0
 #define GEMV_Q4_NAME gemv_q4_avx512
+#define GEMV_Q4_ALONE_NAME gemv_q4_alone_avx512
 #include "gemv_q4.h"

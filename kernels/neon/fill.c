@@ -13,6 +13,8 @@ void neon_fill(kernel_table *t)
     t->gemm_f16 = gemm_f16_neon;
     t->gemm_q8 = gemm_q8_neon;
     t->gemm_q4 = gemm_q4_neon;
+    t->gemm_q8_alone = gemm_q8_neon;
+    t->gemm_q4_alone = gemm_q4_neon;
     t->quant_q8 = quant_q8_neon;
     t->rmsnorm = rmsnorm_neon;
     t->layernorm = layernorm_neon;

@@ -41,4 +41,6 @@ void dot_fill(kernel_table *t)
     t->level = "dot";
     t->gemm_q8 = gemm_q8_dot;
     t->gemm_q4 = gemm_q4_dot;
+    t->gemm_q8_alone = gemm_q8_dot;
+    t->gemm_q4_alone = gemm_q4_dot;
 }
