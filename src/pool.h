@@ -29,7 +29,7 @@ int pool_threads(const pool *p);
  * whole of [0, n). Not reentrant. */
 void pool_for(pool *p, size_t n, size_t grain, pool_fn fn, void *ctx);
 /* pool_for with chunks that shrink as [0, n) runs out: multiples of grain (the smallest chunk),
- * each a 1 / (2 threads) share of what is left, so the threads end close together. */
+ * each a 1 / (threads + 1) share of what is left, so the threads end close together. */
 void pool_for_guided(pool *p, size_t n, size_t grain, pool_fn fn, void *ctx);
 
 #endif
