@@ -52,9 +52,9 @@ static void work(pool *p)
             /* A share of what is left (1 / (threads + 1)), a multiple of the grain: large
              * chunks first, small ones last, so the threads finish close together. Each chunk
              * of a decoding product restarts its weight stream and rebuilds its activation
-             * tables: 1 / (threads + 1) makes ~30% fewer chunks than 1 / (2 threads) did and
-             * measured ~1 point of the roofline more in generation (bench_e2e -t 2, two
-             * interleaved series). */
+             * tables: 1 / (threads + 1) makes ~30% fewer chunks than 1 / (2 threads) did
+             * (generation within the noise: +1 point of the roofline in two interleaved series,
+             * level in one with the order rotated). */
             i0 = atomic_load(&p->next);
             do {
                 if (i0 >= p->n)

@@ -71,7 +71,7 @@ static inline void h2f_row(const uint16_t *src, float *dst, int n)
  *   alone gave one thread 75-79% of the paired read against 93-97%, bench_kernels -t 1 -k q4
  *   -l gfni). When threads share the memory each prefetches only the first two lines of every
  *   4 KB page: the hardware prefetcher stops at 4 KB boundaries and restarts from those lines,
- *   and it is enough; every line prefetched made two threads 3-5 points of the roofline slower
+ *   and it is enough; every line prefetched made two threads 3-4 points of the roofline slower
  *   in generation (bench_e2e -t 2: 84-85% against 87-89%), with the weights in 2 MB page-cache
  *   folios (ext4 on Linux 6.x maps most of a model file that way) and in 4 KB pages alike.
  * The out-of-order window covers only ~1 KB of those loops. */
