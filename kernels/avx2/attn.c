@@ -250,8 +250,10 @@ KV_INLINE void attention_body(int h0, int h1, int nq, int n_heads, int n_kv_head
         }
         return;
     }
+    const int ahead = kv_pf_rows(ldkv, et); /* one query: each stream prefetched KV_PF ahead (simd.h) */
     for (int h = h0; h < h1; h++) {
         int g = h / group;
+        const void *kg = kv_at(k, (size_t)g * hu, et), *vg = kv_at(v, (size_t)g * hu, et);
         for (int t = 0; t < nq; t++) {
             const float *qt = q + (size_t)t * ldq + (size_t)h * d;
             int nk = causal >= 0 ? causal + t + 1 : n_keys;
@@ -264,7 +266,8 @@ KV_INLINE void attention_body(int h0, int h1, int nq, int n_heads, int n_kv_head
                 int nb = nk - j0 < KB ? nk - j0 : KB;
                 float bmax = -INFINITY;
                 for (int j = 0; j < nb; j++) {
-                    sc[j] = dot_d(qt, kv_at(k, (size_t)(j0 + j) * ldkv + (size_t)g * hu, et), d, et) * scale;
+                    kv_prefetch_row(kg, j0 + j + ahead, nk, ldkv, d, et);
+                    sc[j] = dot_d(qt, kv_at(kg, (size_t)(j0 + j) * ldkv, et), d, et) * scale;
                     bmax = sc[j] > bmax ? sc[j] : bmax;
                 }
                 if (bmax > mx) {
@@ -293,7 +296,8 @@ KV_INLINE void attention_body(int h0, int h1, int nq, int n_heads, int n_kv_head
                 }
                 sum += hsum8(psum);
                 for (j = 0; j < nb; j++) {
-                    const void *vj = kv_at(v, (size_t)(j0 + j) * ldkv + (size_t)g * hu, et);
+                    const void *vj = kv_at(vg, (size_t)(j0 + j) * ldkv, et);
+                    kv_prefetch_row(vg, j0 + j + ahead, nk, ldkv, d, et);
                     __m256 p = _mm256_set1_ps(sc[j]);
                     int i = 0;
                     for (; i < dv; i += 8)

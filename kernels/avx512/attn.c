@@ -228,7 +228,8 @@ KV_INLINE void attention_tiles(int h0, int h1, int nq, int n_heads, int n_kv_hea
  * compile-time constant at every call), where an array indexed at run time would sit in memory
  * with a store-to-load chain per key. Per block of KB keys: scores (two alternating partial
  * sums per key, so one key's FMA chain is half as long), one rescale if the block raises the
- * maximum, vector exp, the weighted sum of the value rows. */
+ * maximum, vector exp, the weighted sum of the value rows. Each stream prefetches KV_PF ahead
+ * (simd.h). */
 KV_INLINE void decode_head(int d, int nk, float scale, const float *q, const void *k, const void *v, size_t ldkv,
                            float *out, int et, const int nv)
 {
@@ -241,11 +242,13 @@ KV_INLINE void decode_head(int d, int nk, float scale, const float *q, const voi
         acc[i] = _mm512_setzero_ps();
     }
     float mx = -INFINITY, sum = 0;
+    const int ahead = kv_pf_rows(ldkv, et);
     for (int j0 = 0; j0 < nk; j0 += KB) {
         int nb = nk - j0 < KB ? nk - j0 : KB;
         float bmax = -INFINITY;
         for (int j = 0; j < nb; j++) {
             const void *kj = kv_at(k, (size_t)(j0 + j) * ldkv, et);
+            kv_prefetch_row(k, j0 + j + ahead, nk, ldkv, d, et);
             __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
 #pragma GCC unroll 16
             for (int i = 0; i < nv; i++) {
@@ -277,6 +280,7 @@ KV_INLINE void decode_head(int d, int nk, float scale, const float *q, const voi
         sum += _mm512_reduce_add_ps(psum);
         for (int j = 0; j < nb; j++) {
             const void *vj = kv_at(v, (size_t)(j0 + j) * ldkv, et);
+            kv_prefetch_row(v, j0 + j + ahead, nk, ldkv, d, et);
             __m512 p = _mm512_set1_ps(sc[j]);
 #pragma GCC unroll 16
             for (int i = 0; i < nv; i++)
