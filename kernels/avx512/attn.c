@@ -15,6 +15,7 @@
 #endif
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #include "../avx2/kernels_avx2.h"
 #include "../avx2/simd.h"
@@ -91,9 +92,14 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
     const int blk = et != WT_F32 ? KB16 : KB; /* keys per softmax block */
     const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     /* Missing lanes repeat the last query: finite scores, never stored. */
-    __m512i qidx = _mm512_mullo_epi32(_mm512_min_epi32(lanes, _mm512_set1_epi32(nt - 1)), _mm512_set1_epi32((int)ldq));
+    /* The tile's query rows are copied first (row loads stream; a gather per dimension across
+     * rows ldq apart waited on a miss per row), then gathered from the copy. */
+    float qrows[QL][256];
+    for (int l = 0; l < nt; l++)
+        memcpy(qrows[l], q + (size_t)l * ldq, sizeof(float) * (size_t)d);
+    __m512i qidx = _mm512_mullo_epi32(_mm512_min_epi32(lanes, _mm512_set1_epi32(nt - 1)), _mm512_set1_epi32(256));
     for (int c = 0; c < d; c++) {
-        qt[c] = _mm512_i32gather_ps(qidx, q + c, 4);
+        qt[c] = _mm512_i32gather_ps(qidx, qrows[0] + c, 4);
         acc[c] = _mm512_setzero_ps();
     }
     int nk = n_keys;
@@ -194,12 +200,14 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
     /* sum > 0 in every lane (key 0 is always visible) unless there are no keys. */
     __mmask16 pos = _mm512_cmp_ps_mask(sum, _mm512_setzero_ps(), _CMP_GT_OQ);
     __m512 inv = _mm512_maskz_div_ps(pos, _mm512_set1_ps(1.0f), sum);
-    for (int c = 0; c < d; c++) {
-        float o[QL];
-        _mm512_storeu_ps(o, _mm512_mul_ps(acc[c], inv));
-        for (int l = 0; l < nt; l++)
-            out[(size_t)l * ldo + c] = o[l];
-    }
+    /* Transposed through the stack so each query's output row is written in order (a store per
+     * query and dimension a row apart missed on every store). */
+    float o[256][QL];
+    for (int c = 0; c < d; c++)
+        _mm512_storeu_ps(o[c], _mm512_mul_ps(acc[c], inv));
+    for (int l = 0; l < nt; l++)
+        for (int c = 0; c < d; c++)
+            out[(size_t)l * ldo + c] = o[c][l];
 }
 
 /* attention, attention_f16kv and attention_q8kv for nq >= 2 (contract: kernels.h); head_dim
