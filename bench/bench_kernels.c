@@ -1,8 +1,10 @@
 /* bench_kernels.c: the kernel microbenchmark. It measures this machine's limits (read bandwidth
  * far beyond the caches with 1 and N threads; f32 FMA and int8 dot peaks per level), then prints
  * one TSV line per gemm x level x real shape (bench/shapes.h): median time after warm-up, GFLOP/s
- * or GOP/s, weight GB/s, fraction of the limit. Threads split n as the runtime does. Usage:
- *   build/bench_kernels [-t threads] [-q] [-l level] [-s shape-substring] [-k f32|f16|q8|q4] */
+ * or GOP/s, weight GB/s, fraction of the limit; then the attention of the vision tower and of a
+ * decoding step (-k attn). Threads split n (attention: the heads) as the runtime does. Usage:
+ *   build/bench_kernels [-t threads] [-q] [-l level] [-s shape-substring] [-k f32|f16|q8|q4|attn] */
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -380,9 +382,117 @@ static void bench_case(team *t, const kernel_table *K, const char *level, const 
     free(c);
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* attention cases                                                                           */
+
+/* The attention a model runs: the vision tower's (577 queries over 577 f32 keys and values,
+ * token-major, 16 heads of 64) and a decoding step's (one query over a 256-token f16 cache plus
+ * the new position, head-major with the capacity of 512 that bench_e2e's reservation gives,
+ * 1.4B: 16 heads of 128, 2.7B: 20 of 128). */
+typedef struct attn_shape {
+    const char *name;
+    int nq, heads, d, n_keys, cap; /* cap: positions per head in the cache (decode) */
+} attn_shape;
+
+static const attn_shape attn_shapes[] = {
+    {"vit.attention", 577, 16, 64, 577, 0},
+    {"1.4b.decode_attention", 1, 16, 128, 257, 512},
+    {"2.7b.decode_attention", 1, 20, 128, 257, 512},
+};
+
+typedef struct attn_job {
+    const kernel_table *K;
+    const attn_shape *s;
+    const float *q;    /* (nq, heads * d) */
+    const void *k, *v; /* vision: f32 (n_keys, heads * d); decode: f16 (heads, cap, d) */
+    float *out;        /* (nq, heads * d) */
+    int parts;
+} attn_job;
+
+/* Part id's heads, one kernel call per head as the model makes them (model.c attention_task). */
+static void attn_part(void *ctx, int id)
+{
+    const attn_job *j = ctx;
+    const attn_shape *s = j->s;
+    int h0 = s->heads * id / j->parts, h1 = s->heads * (id + 1) / j->parts;
+    size_t ld = (size_t)s->heads * s->d;
+    float scale = 1.0f / sqrtf((float)s->d);
+    for (int h = h0; h < h1; h++) {
+        size_t qo = (size_t)h * s->d;
+        if (s->cap) {
+            size_t ko = (size_t)h * s->cap * s->d;
+            j->K->attention_f16kv(0, 1, 1, 1, 1, s->d, s->n_keys, s->n_keys - 1, scale, j->q + qo, ld,
+                                  (const uint16_t *)j->k + ko, (const uint16_t *)j->v + ko, (size_t)s->d,
+                                  j->out + qo, ld);
+        } else {
+            j->K->attention(0, 1, s->nq, 1, 1, s->d, s->n_keys, -1, scale, j->q + qo, ld, (const float *)j->k + qo,
+                            (const float *)j->v + qo, ld, j->out + qo, ld);
+        }
+    }
+}
+
+/* One attention case: median time over reps; the vision case against the level's f32 FMA peak
+ * (4 nq n_keys heads d flops: scores and weighted sums), a decoding case against a plain read
+ * of as many bytes right after each run, as the decode products are judged (its caches rotate
+ * over copies filling `rotate` bytes, so each run reads from memory). */
+static void bench_attention(team *t, const kernel_table *K, const char *level, const attn_shape *s, int reps,
+                            const limits *lim, int threads, size_t rotate)
+{
+    size_t ld = (size_t)s->heads * s->d;
+    size_t kv_elems = s->cap ? (size_t)s->heads * s->cap * s->d : (size_t)s->n_keys * ld; /* of K (or V) */
+    size_t esize = s->cap ? 2 : 4;
+    size_t copy = 2 * kv_elems * esize; /* K and V */
+    int ncopy = s->cap ? (int)((rotate + copy - 1) / copy) : 1;
+    if (ncopy > 64)
+        ncopy = 64;
+    unsigned char *kv = xmalloc(copy * (size_t)ncopy);
+    for (size_t i = 0; i < kv_elems * 2 * (size_t)ncopy; i++) {
+        float x = (float)(i % 53) * 0.02f - 0.5f;
+        if (s->cap)
+            ((uint16_t *)kv)[i] = f32_to_f16(x);
+        else
+            ((float *)kv)[i] = x;
+    }
+    float *q = xmalloc((size_t)s->nq * ld * sizeof(float)), *out = xmalloc((size_t)s->nq * ld * sizeof(float));
+    for (size_t i = 0; i < (size_t)s->nq * ld; i++)
+        q[i] = (float)(i % 41) * 0.03f - 0.6f;
+    attn_job j = {.K = K, .s = s, .q = q, .k = kv, .v = kv + copy / 2, .out = out, .parts = t->n};
+    double ts[128], ratio[128];
+    if (s->cap)
+        reps *= 8; /* ~0.1 ms a run: many more runs for a stable median */
+    team_run(t, attn_part, &j);
+    size_t kv_read = 2 * (size_t)s->heads * s->n_keys * s->d * esize; /* bytes a run reads */
+    for (int r = 0; r < reps; r++) {
+        unsigned char *c = kv + copy * (size_t)((2 * r + 1) % ncopy);
+        j.k = c;
+        j.v = c + copy / 2;
+        double t0 = now(t->n == 1);
+        team_run(t, attn_part, &j);
+        ts[r] = now(t->n == 1) - t0;
+        if (s->cap) {
+            read_job rj = {.buf = (const char *)kv + copy * (size_t)((2 * r + 2) % ncopy), .bytes = kv_read,
+                           .parts = t->n, .level = limit_level(level)};
+            size_t rbytes = kv_read / (size_t)t->n / 4096 * 4096 * (size_t)t->n;
+            double t1 = now(t->n == 1);
+            team_run(t, read_part, &rj);
+            ratio[r] = ((double)kv_read / ts[r]) / ((double)rbytes / (now(t->n == 1) - t1));
+        }
+    }
+    double med = median(ts, reps);
+    double gflops = 4.0 * s->nq * s->n_keys * (double)ld / med * 1e-9;
+    double frac = s->cap ? median(ratio, reps) : lim->fma > 0 ? gflops * 1e9 / lim->fma : 0;
+    printf("attention_%s\t%s\t%s\t%d\t%d\t%zu\t%d\t%.4f\t%.2f\t%.2f\t%.1f%%\t%s\n", s->cap ? "f16kv" : "f32",
+           level, s->name, s->nq, s->n_keys, ld, threads, med * 1e3, gflops, (double)kv_read / med * 1e-9, 100 * frac,
+           s->cap ? "read_bw" : "fma_peak");
+    fflush(stdout);
+    free(kv);
+    free(q);
+    free(out);
+}
+
 static void usage(void)
 {
-    fprintf(stderr, "usage: bench_kernels [-t threads] [-q] [-l level] [-s shape] [-k f32|f16|q8|q4]\n"
+    fprintf(stderr, "usage: bench_kernels [-t threads] [-q] [-l level] [-s shape] [-k f32|f16|q8|q4|attn]\n"
                     "  -t N   threads (default: 1 and all online CPUs)\n"
                     "  -q     quick: fewer repetitions, smaller bandwidth buffer, one shape per group\n");
     exit(2);
@@ -476,6 +586,15 @@ int main(int argc, char **argv)
                         continue; /* this level kept the kernel of the level below */
                     bench_case(&t, &K, levels[l], s, type, reps, &lim[ti][l], tlist[ti], bwbytes / 2);
                 }
+            }
+            for (int ai = 0; ai < (int)(sizeof attn_shapes / sizeof attn_shapes[0]); ai++) {
+                const attn_shape *s = &attn_shapes[ai];
+                if ((ksel && strcmp(ksel, "attn")) || (ssel && !strstr(s->name, ssel)) || (quick && ai == 2))
+                    continue;
+                /* a level that kept the attention of the level below is not run again */
+                if (l > 0 && (s->cap ? K.attention_f16kv == below.attention_f16kv : K.attention == below.attention))
+                    continue;
+                bench_attention(&t, &K, levels[l], s, reps, &lim[ti][l], tlist[ti], bwbytes / 2);
             }
             below = K;
         }
