@@ -88,18 +88,18 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
                               const void *k, const void *v, size_t ldkv, float *out, size_t ldo, int et)
 {
     __m512 qt[256], acc[256], sc[KB];       /* 36 KB: head_dim <= 256 */
-    float buf[KB16][256];                   /* 16 KB, f16 and q8 only: widened key or value rows */
+    float buf[KB16][256];                   /* 16 KB: the query rows; f16 and q8: widened key or value rows */
     const int blk = et != WT_F32 ? KB16 : KB; /* keys per softmax block */
     const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     /* Missing lanes repeat the last query: finite scores, never stored. */
     /* The tile's query rows are copied first (row loads stream; a gather per dimension across
-     * rows ldq apart waited on a miss per row), then gathered from the copy. */
-    float qrows[QL][256];
+     * rows ldq apart waited on a miss per row), into buf (free until the first key block), then
+     * gathered from the copy. */
     for (int l = 0; l < nt; l++)
-        memcpy(qrows[l], q + (size_t)l * ldq, sizeof(float) * (size_t)d);
+        memcpy(buf[l], q + (size_t)l * ldq, sizeof(float) * (size_t)d);
     __m512i qidx = _mm512_mullo_epi32(_mm512_min_epi32(lanes, _mm512_set1_epi32(nt - 1)), _mm512_set1_epi32(256));
     for (int c = 0; c < d; c++) {
-        qt[c] = _mm512_i32gather_ps(qidx, qrows[0] + c, 4);
+        qt[c] = _mm512_i32gather_ps(qidx, buf[0] + c, 4);
         acc[c] = _mm512_setzero_ps();
     }
     int nk = n_keys;
@@ -200,14 +200,14 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
     /* sum > 0 in every lane (key 0 is always visible) unless there are no keys. */
     __mmask16 pos = _mm512_cmp_ps_mask(sum, _mm512_setzero_ps(), _CMP_GT_OQ);
     __m512 inv = _mm512_maskz_div_ps(pos, _mm512_set1_ps(1.0f), sum);
-    /* Transposed through the stack so each query's output row is written in order (a store per
-     * query and dimension a row apart missed on every store). */
-    float o[256][QL];
+    /* Transposed through qt (no longer needed) so each query's output row is written in order
+     * (a store per query and dimension a row apart missed on every store). */
     for (int c = 0; c < d; c++)
-        _mm512_storeu_ps(o[c], _mm512_mul_ps(acc[c], inv));
+        qt[c] = _mm512_mul_ps(acc[c], inv);
+    const float *o = (const float *)qt; /* o[16 c + l] = output c of query l */
     for (int l = 0; l < nt; l++)
         for (int c = 0; c < d; c++)
-            out[(size_t)l * ldo + c] = o[c][l];
+            out[(size_t)l * ldo + c] = o[16 * c + l];
 }
 
 /* attention, attention_f16kv and attention_q8kv for nq >= 2 (contract: kernels.h); head_dim
