@@ -126,12 +126,14 @@ KV_INLINE const void *kv_at(const void *p, size_t n, int et)
  * without it in one process, both parities). */
 enum { KV_PF = 6144 };
 
+/* Bytes of a unit. */
+KV_INLINE size_t kv_unit_bytes(int et) { return et == WT_Q8 ? sizeof(blk_q8) : et == WT_F16 ? 2 : 4; }
+
 /* Rows between a decoding row and the one it prefetches: KV_PF bytes of rows ld units apart,
  * at least one. */
 KV_INLINE int kv_pf_rows(size_t ld, int et)
 {
-    size_t unit = et == WT_Q8 ? sizeof(blk_q8) : et == WT_F16 ? 2 : 4;
-    size_t rows = KV_PF / (ld * unit);
+    size_t rows = ld ? KV_PF / (ld * kv_unit_bytes(et)) : 1;
     return rows < 1 ? 1 : rows > 4096 ? 4096 : (int)rows;
 }
 
@@ -141,7 +143,7 @@ KV_INLINE void kv_prefetch_row(const void *p, int j, int n, size_t ld, int d, in
     if (j >= n)
         return;
     const char *r = kv_at(p, (size_t)j * ld, et);
-    size_t bytes = et == WT_Q8 ? (size_t)d / QK * sizeof(blk_q8) : (size_t)d * (et == WT_F16 ? 2 : 4);
+    size_t bytes = kv_units(d, et) * kv_unit_bytes(et);
     for (size_t o = 0; o < bytes; o += 64)
         _mm_prefetch(r + o, _MM_HINT_T1);
     _mm_prefetch(r + bytes - 1, _MM_HINT_T1); /* a row need not start on a line */

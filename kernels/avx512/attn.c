@@ -91,10 +91,9 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
     float buf[KB16][256];                   /* 16 KB: the query rows; f16 and q8: widened key or value rows */
     const int blk = et != WT_F32 ? KB16 : KB; /* keys per softmax block */
     const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    /* Missing lanes repeat the last query: finite scores, never stored. */
     /* The tile's query rows are copied first (row loads stream; a gather per dimension across
      * rows ldq apart waited on a miss per row), into buf (free until the first key block), then
-     * gathered from the copy. */
+     * gathered from the copy. Missing lanes repeat the last query: finite scores, never stored. */
     for (int l = 0; l < nt; l++)
         memcpy(buf[l], q + (size_t)l * ldq, sizeof(float) * (size_t)d);
     __m512i qidx = _mm512_mullo_epi32(_mm512_min_epi32(lanes, _mm512_set1_epi32(nt - 1)), _mm512_set1_epi32(256));
