@@ -156,6 +156,18 @@ static double read_bw(team *t, const char *buf, size_t bytes, const char *level,
     return (double)(per * (size_t)t->n) / median(ts, reps);
 }
 
+/* A kernel run that read `bytes` in `seconds`, against a plain read of as many bytes at buf (not
+ * in cache) by the team right after it: the memory of a shared machine changes speed from
+ * second to second, and a kernel is judged against what the memory gave at that moment. */
+static double paired_read_ratio(team *t, const char *level, const void *buf, size_t bytes, double seconds)
+{
+    read_job rj = {.buf = buf, .bytes = bytes, .parts = t->n, .level = limit_level(level)};
+    size_t rbytes = bytes / (size_t)t->n / 4096 * 4096 * (size_t)t->n; /* what read_part reads */
+    double t0 = now(t->n == 1);
+    team_run(t, read_part, &rj);
+    return ((double)bytes / seconds) / ((double)rbytes / (now(t->n == 1) - t0));
+}
+
 typedef struct peak_job {
     const char *level;
     int int8;
@@ -343,16 +355,8 @@ static void bench_case(team *t, const kernel_table *K, const char *level, const 
         team_run(t, gemm_part, &j);
         ts[r] = now(t->n == 1) - t0;
         if (s->llm) {
-            /* Paired with a plain read of another copy (not in cache) of the same size right
-             * after: the memory of a shared machine changes speed from second to second, and
-             * the kernel is judged against what the memory gave at that moment. */
-            read_job rj = {.buf = (const char *)(w + wb * (size_t)((2 * r + 2) % ncopy)), .bytes = wb, .parts = t->n,
-                           .level = limit_level(level)};
-            size_t rbytes = wb / (size_t)t->n / 4096 * 4096 * (size_t)t->n;
-            double t1 = now(t->n == 1);
-            team_run(t, read_part, &rj);
-            double tread = now(t->n == 1) - t1;
-            ratio[r] = ((double)wb / ts[r]) / ((double)rbytes / tread);
+            /* Paired with a plain read of another copy of the same size. */
+            ratio[r] = paired_read_ratio(t, level, w + wb * (size_t)((2 * r + 2) % ncopy), wb, ts[r]);
         }
     }
     double med = median(ts, reps);
@@ -469,14 +473,8 @@ static void bench_attention(team *t, const kernel_table *K, const char *level, c
         double t0 = now(t->n == 1);
         team_run(t, attn_part, &j);
         ts[r] = now(t->n == 1) - t0;
-        if (s->cap) {
-            read_job rj = {.buf = (const char *)kv + copy * (size_t)((2 * r + 2) % ncopy), .bytes = kv_read,
-                           .parts = t->n, .level = limit_level(level)};
-            size_t rbytes = kv_read / (size_t)t->n / 4096 * 4096 * (size_t)t->n;
-            double t1 = now(t->n == 1);
-            team_run(t, read_part, &rj);
-            ratio[r] = ((double)kv_read / ts[r]) / ((double)rbytes / (now(t->n == 1) - t1));
-        }
+        if (s->cap)
+            ratio[r] = paired_read_ratio(t, level, kv + copy * (size_t)((2 * r + 2) % ncopy), kv_read, ts[r]);
     }
     double med = median(ts, reps);
     double gflops = 4.0 * s->nq * s->n_keys * (double)ld / med * 1e-9;

@@ -130,23 +130,22 @@ enum { KV_PF = 6144 };
 KV_INLINE size_t kv_unit_bytes(int et) { return et == WT_Q8 ? sizeof(blk_q8) : et == WT_F16 ? 2 : 4; }
 
 /* Rows between a decoding row and the one it prefetches: KV_PF bytes of rows ld units apart,
- * at least one. */
+ * at least one (at most KV_PF / 2). */
 KV_INLINE int kv_pf_rows(size_t ld, int et)
 {
     size_t rows = ld ? KV_PF / (ld * kv_unit_bytes(et)) : 1;
-    return rows < 1 ? 1 : rows > 4096 ? 4096 : (int)rows;
+    return rows ? (int)rows : 1;
 }
 
-/* Prefetches into L2 every line of row j (d elements, rows ld units apart) of p, if j < n. */
+/* Prefetches into L2 every line holding a byte of row j (d elements, rows ld units apart) of p,
+ * if j < n. */
 KV_INLINE void kv_prefetch_row(const void *p, int j, int n, size_t ld, int d, int et)
 {
     if (j >= n)
         return;
-    const char *r = kv_at(p, (size_t)j * ld, et);
-    size_t bytes = kv_units(d, et) * kv_unit_bytes(et);
-    for (size_t o = 0; o < bytes; o += 64)
-        _mm_prefetch(r + o, _MM_HINT_T1);
-    _mm_prefetch(r + bytes - 1, _MM_HINT_T1); /* a row need not start on a line */
+    uintptr_t r = (uintptr_t)kv_at(p, (size_t)j * ld, et), end = r + kv_units(d, et) * kv_unit_bytes(et);
+    for (uintptr_t a = r & ~(uintptr_t)63; a < end; a += 64)
+        _mm_prefetch((const char *)a, _MM_HINT_T1);
 }
 
 /* Elements i .. i + 7 (i % 8 == 0) of the q8 row p as f32: vpmovsxbd, vcvtdq2ps, times the
