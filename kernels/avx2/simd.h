@@ -62,37 +62,43 @@ static inline void h2f_row(const uint16_t *src, float *dst, int n)
 /* Weight streaming of the matrix-vector kernels (avx2/gemv_q.h, avx512/gemv_q4.h): one row
  * after another, and every step prefetches its bytes ahead, short q4 groups included (a gap of
  * 2-3 lines per row left to demand loads cost 30 points of read bandwidth at 2.7B's
- * mlp_down), never past the call's last row (pf_end: with threads a call is a chunk of rows):
- *   into L1, non-temporally (weights are read once per token), WEIGHT_PF = 2 KB ahead, so the
- *   loads find their lines in L1 instead of waiting on L2;
- *   into L2 (T1) WEIGHT_PF_L2 = 16 KB ahead, two ways. A thread streaming alone (kernel_table's
- *   *_alone slots: one thread) prefetches every line: one core's bandwidth is the bytes it has
+ * mlp_down), never past the call's last row (pf_end: with threads a call is a chunk of rows).
+ * Two ways, by who shares the memory:
+ *   threads sharing it (the plain slots) prefetch into L2 (T1) only the first two lines of each
+ *   4 KB page WEIGHT_PF_L2 = 16 KB ahead: the hardware prefetcher stops at 4 KB boundaries and
+ *   restarts from those lines, and that is enough. Every line prefetched into L2 made two threads
+ *   3-4 points of the roofline slower in generation (84-85% against 87-89%) with slow memory.
+ *   Nothing into L1: lines prefetched into L1 2 KB ahead (non-temporally, as until the seventh
+ *   session) each held one of the core's few L1 miss buffers for a whole DRAM latency when the
+ *   line was not in L2 yet. Measured in bench_e2e -t 2, steps rotating between the variants in
+ *   one process, grouped by the speed of each step's paired plain read: 78-79% of the roofline
+ *   against 73-74% with fast memory (> 40 GB/s), 90-92% against 88-90% with slow (< 33 GB/s);
+ *   into L1 512 B (T0) or 1 KB (NTA) ahead: worse; at the AVX2 level (VLM_ISA=avx2): level.
+ *   a thread streaming alone (kernel_table's *_alone slots: one thread) prefetches every line
+ *   into L2 and into L1 (NTA, WEIGHT_PF = 2 KB ahead): one core's bandwidth is the bytes it has
  *   in flight over the latency, and a core tracks more outstanding L2 fills than L1 fills (NTA
  *   alone gave one thread 75-79% of the paired read against 93-97%, bench_kernels -t 1 -k q4
- *   -l gfni). When threads share the memory each prefetches only the first two lines of every
- *   4 KB page: the hardware prefetcher stops at 4 KB boundaries and restarts from those lines,
- *   and it is enough; every line prefetched made two threads 3-4 points of the roofline slower
- *   in generation (bench_e2e -t 2: 84-85% against 87-89%), with the weights in 2 MB page-cache
- *   folios (ext4 on Linux 6.x maps most of a model file that way) and in 4 KB pages alike.
+ *   -l gfni); without the L1 prefetch, level (one thread: 79% against 80%).
  * The out-of-order window covers only ~1 KB of those loops. */
 enum { WEIGHT_PF = 2048, WEIGHT_PF_L2 = 16384, PAGE_4K = 4096 };
 
 /* Prefetches the bytes [p + d, p + d + n) that lie before pf_end, as said above (alone: every
- * line at the L2 distance; else the first two lines of each 4 KB page starting in that range).
- * Addresses are integers: they may lie past the matrix, where pointer arithmetic is undefined. */
+ * line at both distances; else the first two lines of each 4 KB page starting in that range, at
+ * the L2 distance). Addresses are integers: they may lie past the matrix, where pointer
+ * arithmetic is undefined. */
 static inline __attribute__((always_inline)) void prefetch_weights(const unsigned char *p, size_t n,
                                                                    uintptr_t pf_end, int alone)
 {
     uintptr_t a = (uintptr_t)p + WEIGHT_PF_L2;
-    if (alone) {
-        for (size_t o = 0; o < n && a + o < pf_end; o += 64)
-            _mm_prefetch((const char *)(a + o), _MM_HINT_T1);
-    } else {
+    if (!alone) {
         uintptr_t pg = (a + PAGE_4K - 1) & ~(uintptr_t)(PAGE_4K - 1);
         if (pg < a + n)
             for (uintptr_t o = 0; o < 128 && pg + o < pf_end; o += 64)
                 _mm_prefetch((const char *)(pg + o), _MM_HINT_T1);
+        return;
     }
+    for (size_t o = 0; o < n && a + o < pf_end; o += 64)
+        _mm_prefetch((const char *)(a + o), _MM_HINT_T1);
     a = (uintptr_t)p + WEIGHT_PF;
     for (size_t o = 0; o < n && a + o < pf_end; o += 64)
         _mm_prefetch((const char *)(a + o), _MM_HINT_NTA);
