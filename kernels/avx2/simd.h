@@ -112,7 +112,7 @@ static inline __attribute__((always_inline)) void prefetch_weights(const unsigne
  * once stalled the tiles behind the misses in flight. Measured with bench_e2e -t 2: at
  * AVX-512, runs alternating with and without it in one process (medians of 10), prefill 192
  * against 166 tokens/s, q8 vision tower 951 against 1017 ms; at AVX2 (VLM_ISA=avx2, three
- * pairs of invocations) prefill 74-89 -> 80-86 tokens/s, vision 2373-2733 -> 2245-2425 ms.
+ * pairs of invocations) prefill 68-89 -> 80-86 tokens/s, vision 2373-2733 -> 2245-2425 ms.
  * (The f16 panels of the vision tower, prefetched the same way: level.) */
 typedef struct next_pf {
     const unsigned char *w;
