@@ -81,6 +81,36 @@ KV_INLINE __m512 kv_load16(const void *p, int i, __mmask16 m, int et)
     return _mm512_maskz_loadu_ps(m, (const float *)p + i);
 }
 
+/* y[l] lane i = x[i] lane l times lane l of scale (i, l < 16): unpacks of pairs, then of
+ * 64-bit pairs, leave u[4b + e] 128-bit lane k = x[4b..4b+3] lane 4k + e; two rounds of
+ * 128-bit lane shuffles gather the four b of each 4k + e. */
+static inline void transpose16(const __m512 *x, __m512 scale, __m512 y[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        __m512 a = _mm512_mul_ps(x[i], scale), b = _mm512_mul_ps(x[i + 1], scale);
+        t[i] = _mm512_unpacklo_ps(a, b);
+        t[i + 1] = _mm512_unpackhi_ps(a, b);
+    }
+    __m512 u[16];
+    for (int i = 0; i < 16; i += 4) {
+        __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+        __m512d c = _mm512_castps_pd(t[i + 2]), e = _mm512_castps_pd(t[i + 3]);
+        u[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        u[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        u[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, e));
+        u[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, e));
+    }
+    for (int e = 0; e < 4; e++) {
+        __m512 p0 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x44), p1 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xee);
+        __m512 q0 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x44), q1 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0xee);
+        y[e] = _mm512_shuffle_f32x4(p0, q0, 0x88);
+        y[4 + e] = _mm512_shuffle_f32x4(p0, q0, 0xdd);
+        y[8 + e] = _mm512_shuffle_f32x4(p1, q1, 0x88);
+        y[12 + e] = _mm512_shuffle_f32x4(p1, q1, 0xdd);
+    }
+}
+
 /* One tile: queries t0 .. t0 + nt - 1 (nt <= QL) of one head; q, k, v, out already offset to
  * the head (q, out: query t0). f16, q8: blocks of KB16 keys, whose value rows (and each group of
  * 8 key rows) are widened into buf once per tile. */
@@ -199,13 +229,22 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
     /* sum > 0 in every lane (key 0 is always visible) unless there are no keys. */
     __mmask16 pos = _mm512_cmp_ps_mask(sum, _mm512_setzero_ps(), _CMP_GT_OQ);
     __m512 inv = _mm512_maskz_div_ps(pos, _mm512_set1_ps(1.0f), sum);
-    /* Transposed through qt (no longer needed) so each query's output row is written in order
-     * (a store per query and dimension a row apart missed on every store). */
-    for (int c = 0; c < d; c++)
+    /* Transposed so each query's output row is written in order (a store per query and
+     * dimension a row apart missed on every store): 16 dimensions at a time in registers (a
+     * scalar copy through memory took 5% of the vision tower's attention), the last d % 16
+     * through qt, no longer needed. */
+    int c0 = 0;
+    for (; c0 + 16 <= d; c0 += 16) {
+        __m512 y[16];
+        transpose16(acc + c0, inv, y);
+        for (int l = 0; l < nt; l++)
+            _mm512_storeu_ps(out + (size_t)l * ldo + c0, y[l]);
+    }
+    for (int c = c0; c < d; c++)
         qt[c] = _mm512_mul_ps(acc[c], inv);
     const float *o = (const float *)qt; /* o[16 c + l] = output c of query l */
     for (int l = 0; l < nt; l++)
-        for (int c = 0; c < d; c++)
+        for (int c = c0; c < d; c++)
             out[(size_t)l * ldo + c] = o[16 * c + l];
 }
 
