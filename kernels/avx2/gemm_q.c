@@ -221,14 +221,8 @@ static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, 
                 int r0 = jg + 8 * g, nr = je - r0 < 8 ? je - r0 : 8;
                 pack_q(q4, nr, nb, b0, nbc, (const unsigned char *)w + (size_t)r0 * wrow, wrow, pk[g]);
             }
-            /* The next chunk of this row group, or the first of the next group (simd.h). */
-            next_pf pf = {.r = 0};
-            if (b0 + nbc < nb)
-                pf = q_next_pf(q4, nb, b0 + nbc, nb - b0 - nbc < QKC ? nb - b0 - nbc : QKC, w, wrow, jg, je,
-                               (m + QT - 1) / QT);
-            else if (je < n1)
-                pf = q_next_pf(q4, nb, 0, nb < QKC ? nb : QKC, w, wrow, je, n1 - je < 8 * QG ? n1 : je + 8 * QG,
-                               (m + QT - 1) / QT);
+            /* Prefetched while the token tiles work (simd.h). */
+            next_pf pf = q_next_chunk(q4, nb, b0, nbc, QKC, w, wrow, jg, je, n1, 8 * QG, (m + QT - 1) / QT);
             for (int i = 0; i < m; i += QT) {
                 next_pf_step(&pf);
                 int nt = m - i < QT ? m - i : QT;

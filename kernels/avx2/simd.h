@@ -120,21 +120,34 @@ typedef struct next_pf {
     int r, r1, per_step;
 } next_pf;
 
-/* Blocks [b0, b0 + nbc) of rows [r0, r1) of a q8 or q4 matrix (nb blocks per row), spread over
- * steps token tiles: q4 from the first scale to the last nibble byte (a chunk in the second half
- * of a group so includes the first half's nibbles, already read). */
-static inline next_pf q_next_pf(int q4, int nb, int b0, int nbc, const void *w, size_t wrow, int r0, int r1,
-                                int steps)
+/* What a q8/q4 product packs after blocks [b0, b0 + nbc) of its row group [jg, je): the next
+ * chunk of qkc blocks of those rows, or the first of the next group (up to group rows, not past
+ * n1); nothing after the last. Spread over steps token tiles. q4 from the first scale to the
+ * last nibble byte (a chunk in the second half of a group so includes the first half's
+ * nibbles, already read). */
+static inline next_pf q_next_chunk(int q4, int nb, int b0, int nbc, int qkc, const void *w, size_t wrow, int jg,
+                                   int je, int n1, int group, int steps)
 {
+    int r0 = jg, r1 = je;
+    if (b0 + nbc < nb) {
+        b0 += nbc;
+    } else if (je < n1) {
+        b0 = 0;
+        r0 = je;
+        r1 = n1 - je < group ? n1 : je + group;
+    } else {
+        return (next_pf){.r = 0};
+    }
+    nbc = nb - b0 < qkc ? nb - b0 : qkc;
     size_t lo = q4 ? q4_scale_off(b0) : (size_t)b0 * sizeof(blk_q8);
     size_t hi = q4 ? q4_nibbles_off(nb, b0 + nbc - 1) + 16 : (size_t)(b0 + nbc) * sizeof(blk_q8);
     next_pf p = {.w = w, .wrow = wrow, .lo = lo & ~(size_t)63, .hi = hi, .at = lo & ~(size_t)63, .r = r0, .r1 = r1};
-    size_t lines = r1 > r0 ? (size_t)(r1 - r0) * ((hi - p.lo + 63) / 64) : 0;
+    size_t lines = (size_t)(r1 - r0) * ((hi - p.lo + 63) / 64);
     p.per_step = (int)((lines + (size_t)steps - 1) / (size_t)steps);
     return p;
 }
 
-/* The next per_step prefetches of p (none once its rows are done, or for {.r = 0}). */
+/* The next per_step prefetches of p (none once its rows are done). */
 static inline void next_pf_step(next_pf *p)
 {
     for (int n = p->per_step; n > 0 && p->r < p->r1; n--) {

@@ -467,15 +467,10 @@ static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, 
                 int r0 = jg + 16 * g, nr = je - r0 < 16 ? je - r0 : 16;
                 pack_q(q4, nr, nb, b0, nbc, (const unsigned char *)w + (size_t)r0 * wrow, wrow, pk[g]);
             }
-            /* The next chunk of this row group, or the first of the next group (simd.h). */
-            next_pf pf = {.r = 0};
-            if (b0 + nbc < nb)
-                pf = q_next_pf(q4, nb, b0 + nbc, nb - b0 - nbc < QKC ? nb - b0 - nbc : QKC, w, wrow, jg, je,
-                               (m + QT - 1) / QT);
-            else if (je < n1)
-                pf = q_next_pf(q4, nb, 0, nb < QKC ? nb : QKC, w, wrow, je, n1 - je < 16 * QG ? n1 : je + 16 * QG,
-                               (m + QT - 1) / QT);
+            /* Prefetched while the token tiles work (simd.h). */
+            next_pf pf = q_next_chunk(q4, nb, b0, nbc, QKC, w, wrow, jg, je, n1, 16 * QG, (m + QT - 1) / QT);
             for (int i = 0; i < m; i += QT) {
+                next_pf_step(&pf);
                 int nt = m - i < QT ? m - i : QT;
                 const blk_q8 *ap[QT];
                 float *cp[QT];
@@ -485,7 +480,6 @@ static inline __attribute__((always_inline)) void gemm_q(int q4, int m, int n0, 
                     cp[t] = c + (size_t)ti * ldc;
                 }
                 act_tables(q4 ? 3 : 7, nbc, ap, ex, ad);
-                next_pf_step(&pf);
                 for (int g = 0; g < ng; g += 2) {
                     __mmask16 mk[2];
                     for (int r = 0; r < 2; r++) {
