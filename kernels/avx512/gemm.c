@@ -300,10 +300,9 @@ static inline __attribute__((always_inline)) void load_tr16(const unsigned char 
 
 /* Packs rows [0, nr) (1 <= nr <= 16; the other lanes zero) of blocks [b0, b0 + nbc) of the rows
  * at w (row stride wrow bytes, nb blocks per row) into pk[0:nbc]: 16-byte row loads transposed
- * in registers, the 16 scales of a block by 16 scalar loads (one vpgatherdd per block was 12%
- * of prefill in perf; the loads made prefill 7% faster: 215 against 201 tokens/s, three pairs
- * of bench_e2e -t 2 invocations). Reads only the bytes of those blocks, in rows [0, nr) (the
- * lanes past nr read row 0's scale and clear it). */
+ * in registers, the 16 scales of a block by scalar loads (scales8: one vpgatherdd per block was
+ * 12% of prefill in perf; the loads made prefill 7% faster: 215 against 201 tokens/s, three
+ * pairs of bench_e2e -t 2 invocations). Reads only the bytes of those blocks in rows [0, nr). */
 static inline __attribute__((always_inline)) void pack_q(int q4, int nr, int nb, int b0, int nbc,
                                                          const unsigned char *w, size_t wrow, qpack *pk)
 {
@@ -316,14 +315,11 @@ static inline __attribute__((always_inline)) void pack_q(int q4, int nr, int nb,
         /* q4: the grouped row layout (kernels.h); q8: scale and codes of one blk_q8. */
         size_t so = q4 ? q4_scale_off(b) : (size_t)b * sizeof(blk_q8);
         size_t co = q4 ? q4_nibbles_off(nb, b) : so + 2;
-        /* The scales as halves (lanes past nr cleared). */
-        __m256i d = _mm256_setr_epi16((short)ld16(rp[0] + so), (short)ld16(rp[1] + so), (short)ld16(rp[2] + so),
-                                      (short)ld16(rp[3] + so), (short)ld16(rp[4] + so), (short)ld16(rp[5] + so),
-                                      (short)ld16(rp[6] + so), (short)ld16(rp[7] + so), (short)ld16(rp[8] + so),
-                                      (short)ld16(rp[9] + so), (short)ld16(rp[10] + so), (short)ld16(rp[11] + so),
-                                      (short)ld16(rp[12] + so), (short)ld16(rp[13] + so), (short)ld16(rp[14] + so),
-                                      (short)ld16(rp[15] + so));
-        pk[q].d = _mm512_cvtph_ps(_mm256_maskz_mov_epi16(mk, d));
+        /* The scales of rows 0..7 and 8..15 as gemm_q.c (avx2) builds them (lanes past nr 0). */
+        __m256 d0 = scales8(w + so, wrow, nr < 8 ? nr : 8);
+        __m256 d1 = nr > 8 ? scales8(w + 8 * wrow + so, wrow, nr - 8) : _mm256_setzero_ps();
+        pk[q].d = _mm512_castpd_ps(
+            _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(d0)), _mm256_castps_pd(d1), 1));
         __m512i z[4];
         if (q4) {
             const __m512i lo = _mm512_set1_epi8(0x0f);
