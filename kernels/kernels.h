@@ -111,9 +111,11 @@ typedef struct kernel_table {
     /* y[i] += x[i]. */
     void (*add)(size_t i0, size_t i1, float *y, const float *x);
 
-    /* Rotary embedding (rotate_half layout) of heads h0..h1 of one token:
-     * x (n_heads, head_dim); pairs (i, i + head_dim/2) rotated by angle pos * inv_freq[i]. */
-    void (*rope)(int h0, int h1, int head_dim, float *x, int pos, const float *inv_freq);
+    /* Rotary embedding (rotate_half layout) of heads h0..h1 of one token: x (n_heads,
+     * head_dim); pair (i, i + head_dim/2) rotated by the angle whose cosine is cs[i] and sine
+     * cs[head_dim/2 + i] (cs: head_dim; the caller computes the token's angles once for all
+     * heads and layers). */
+    void (*rope)(int h0, int h1, int head_dim, float *x, const float *cs);
 
     /* Scaled dot-product attention for heads h0..h1 and query rows 0..nq:
      * out[t, h*d:(h+1)*d] = softmax_j(q[t,h] . k[j,g] * scale) v[j,g], g = h / (n_heads / n_kv_heads),

@@ -219,6 +219,24 @@ static void attention(model *m, int nq, int n_heads, int n_kv, int head_dim, int
     pool_for(m->pool, (size_t)n_heads, 1, attention_task, &j);
 }
 
+/* Rotary embedding of tokens [t0, t1): their query heads and new key heads. */
+typedef struct rope_job {
+    const kernel_table *K;
+    float *q, *k;     /* (T, n_heads * head_dim), (T, n_kv * head_dim) */
+    const float *cs;  /* (T, head_dim): model.h rope_cs */
+    int n_heads, n_kv, head_dim;
+} rope_job;
+
+static void rope_task(void *ctx, size_t t0, size_t t1)
+{
+    const rope_job *j = ctx;
+    size_t d = (size_t)j->head_dim;
+    for (size_t t = t0; t < t1; t++) {
+        j->K->rope(0, j->n_heads, j->head_dim, j->q + t * j->n_heads * d, j->cs + t * d);
+        j->K->rope(0, j->n_kv, j->head_dim, j->k + t * j->n_kv * d, j->cs + t * d);
+    }
+}
+
 /* Writing new rows into the KV cache: item i = (token i / n_kv, kv head i % n_kv), head_dim
  * elements of k and v, f32, to the cache's type and head-major place. */
 typedef struct kv_store_job {
@@ -574,16 +592,23 @@ int model_forward(model *m, const float *emb, int T, float *logits, vlm_error *e
     float *kn = g;
     float *vn = u;
     memmove(x, emb, sizeof(float) * (size_t)T * D);
+    /* Each position's rotation, computed once for every layer and head (libm cosf and sinf of
+     * the float angle pos * inv_freq[i]). */
+    int half = hd / 2;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            float angle = (float)(pos0 + t) * m->inv_freq[i];
+            m->rope_cs[(size_t)t * hd + i] = cosf(angle);
+            m->rope_cs[(size_t)t * hd + half + i] = sinf(angle);
+        }
 
     for (uint32_t l = 0; l < c->n_layers; l++) {
         const llm_layer *L = &m->llm[l];
         rmsnorm(m, T, D, x, L->attn_norm, c->rms_eps, xb);
         linear_out qkv[3] = {{&L->wq, NULL, q, (size_t)H * hd}, {&L->wk, NULL, kn, kv_dim}, {&L->wv, NULL, vn, kv_dim}};
         linear_group(m, xb, D, T, qkv, 3);
-        for (int t = 0; t < T; t++) {
-            m->K->rope(0, H, hd, q + (size_t)t * H * hd, pos0 + t, m->inv_freq);
-            m->K->rope(0, KV, hd, kn + (size_t)t * kv_dim, pos0 + t, m->inv_freq);
-        }
+        rope_job rj = {m->K, q, kn, m->rope_cs, H, KV, hd};
+        pool_for(m->pool, (size_t)T, grain_for(m, (size_t)T, 1), rope_task, &rj);
         /* The new positions attend to themselves as stored: the same values a later call
          * reads from the cache, so results do not depend on how positions are batched. */
         kv_store(m, l, pos0, T, kn, vn);
@@ -881,6 +906,11 @@ static int ensure_scratch(model *m, int rows, vlm_error *e)
             return vlm_fail(e, VLM_ENOMEM, "cannot allocate %zu activation floats", need);
         m->buf[i] = p;
     }
+    /* head_dim <= dim <= width: no overflow */
+    float *cs = realloc(m->rope_cs, (size_t)rows * c->head_dim * sizeof(float));
+    if (!cs)
+        return vlm_fail(e, VLM_ENOMEM, "cannot allocate the rotary table");
+    m->rope_cs = cs;
     blk_q8 *q = realloc(m->qbuf, (need / QK + rows) * sizeof(blk_q8));
     if (!q)
         return vlm_fail(e, VLM_ENOMEM, "cannot allocate the activation quantization buffer");
@@ -952,6 +982,7 @@ void model_close(model *m)
     free(m->inv_freq);
     for (int i = 0; i < 6; i++)
         free(m->buf[i]);
+    free(m->rope_cs);
     free(m->qbuf);
     wf_close(&m->wf);
     memset(m, 0, sizeof *m);

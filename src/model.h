@@ -106,6 +106,7 @@ typedef struct model {
     /* scratch, grown on demand to the largest batch seen */
     size_t scratch_floats;
     float *buf[6];
+    float *rope_cs;                /* (rows, head_dim): each position's cosines, then sines */
     blk_q8 *qbuf;
     size_t qbuf_blocks;
 } model;

@@ -793,9 +793,12 @@ static void test_rope(ctx *c, const kernel_table *t)
             int hd = hds[hi], nh = 1 + rndi(c, 8), pos = poss[pi];
             int h0 = rndi(c, nh), h1 = h0 + 1 + rndi(c, nh - h0);
             snprintf(c->what, sizeof c->what, "head_dim=%d heads=[%d,%d) of %d pos=%d", hd, h0, h1, nh, pos);
-            float inv[128];
-            for (int i = 0; i < hd / 2; i++)
-                inv[i] = powf(10000.0f, -2.0f * (float)i / (float)hd);
+            float cs[256]; /* the model's table: cosines, then sines of pos * inv_freq */
+            for (int i = 0; i < hd / 2; i++) {
+                float angle = (float)pos * powf(10000.0f, -2.0f * (float)i / (float)hd);
+                cs[i] = cosf(angle);
+                cs[hd / 2 + i] = sinf(angle);
+            }
             size_t n = (size_t)nh * hd;
             float *x = xmalloc(n * sizeof(float));
             fill_u(c, x, n, 2.0f, 0.0f);
@@ -805,11 +808,11 @@ static void test_rope(ctx *c, const kernel_table *t)
             memcpy(r, x, n * sizeof(float));
             memcpy(y, x, n * sizeof(float));
             memcpy(sp, x, n * sizeof(float));
-            kernels_ref.rope(h0, h1, hd, r, pos, inv);
-            t->rope(h0, h1, hd, y, pos, inv);
+            kernels_ref.rope(h0, h1, hd, r, cs);
+            t->rope(h0, h1, hd, y, cs);
             int mid = h0 + rndi(c, h1 - h0 + 1);
-            t->rope(h0, mid, hd, sp, pos, inv);
-            t->rope(mid, h1, hd, sp, pos, inv);
+            t->rope(h0, mid, hd, sp, cs);
+            t->rope(mid, h1, hd, sp, cs);
             /* Heads outside [h0, h1) are compared too: the reference left them unchanged. */
             if (compare(c, TOL_ROPE, 1, y, r, n, NULL, NULL))
                 same_bits(c, "split heads differ", sp, y, n);

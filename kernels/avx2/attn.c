@@ -16,17 +16,12 @@
 #include "kernels_avx2.h"
 #include "simd.h"
 
-/* Contract: kernels.h rope; head_dim even, <= 256; cos/sin from libm exactly as the reference,
- * products and differences unfused, so the result equals the reference bit for bit. */
-void rope_avx2(int h0, int h1, int head_dim, float *x, int pos, const float *inv_freq)
+/* Contract: kernels.h rope; head_dim even; products and differences unfused, so the result
+ * equals the reference bit for bit. */
+void rope_avx2(int h0, int h1, int head_dim, float *x, const float *cs)
 {
     int half = head_dim / 2;
-    float cs[128], sn[128];
-    for (int i = 0; i < half; i++) {
-        float angle = (float)pos * inv_freq[i];
-        cs[i] = cosf(angle);
-        sn[i] = sinf(angle);
-    }
+    const float *sn = cs + half;
     for (int h = h0; h < h1; h++) {
         float *xh = x + (size_t)h * head_dim;
         int i = 0;

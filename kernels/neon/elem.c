@@ -176,34 +176,25 @@ void to_f16_neon(size_t i0, size_t i1, const float *x, uint16_t *y)
     }
 }
 
-/* Bit-identical to rope_ref: the same cosf/sinf of the same float angle, computed once per
- * frequency (64 at a time) instead of once per head, and unfused a*c - b*s, b*c + a*s. */
-void rope_neon(int h0, int h1, int head_dim, float *x, int pos, const float *inv_freq)
+/* Bit-identical to rope_ref: unfused a*c - b*s, b*c + a*s. */
+void rope_neon(int h0, int h1, int head_dim, float *x, const float *cs)
 {
     int half = head_dim / 2;
-    for (int i0 = 0; i0 < half; i0 += 64) {
-        int len = half - i0 < 64 ? half - i0 : 64;
-        float cs[64], sn[64];
-        for (int i = 0; i < len; i++) {
-            float angle = (float)pos * inv_freq[i0 + i];
-            cs[i] = cosf(angle);
-            sn[i] = sinf(angle);
+    const float *sn = cs + half;
+    for (int h = h0; h < h1; h++) {
+        float *lo = x + (size_t)h * head_dim;
+        float *hi = lo + half;
+        int i = 0;
+        for (; i + 4 <= half; i += 4) {
+            float32x4_t a = vld1q_f32(lo + i), b = vld1q_f32(hi + i);
+            float32x4_t c = vld1q_f32(cs + i), s = vld1q_f32(sn + i);
+            vst1q_f32(lo + i, vsubq_f32(vmulq_f32(a, c), vmulq_f32(b, s)));
+            vst1q_f32(hi + i, vaddq_f32(vmulq_f32(b, c), vmulq_f32(a, s)));
         }
-        for (int h = h0; h < h1; h++) {
-            float *lo = x + (size_t)h * head_dim + i0;
-            float *hi = lo + half;
-            int i = 0;
-            for (; i + 4 <= len; i += 4) {
-                float32x4_t a = vld1q_f32(lo + i), b = vld1q_f32(hi + i);
-                float32x4_t c = vld1q_f32(cs + i), s = vld1q_f32(sn + i);
-                vst1q_f32(lo + i, vsubq_f32(vmulq_f32(a, c), vmulq_f32(b, s)));
-                vst1q_f32(hi + i, vaddq_f32(vmulq_f32(b, c), vmulq_f32(a, s)));
-            }
-            for (; i < len; i++) {
-                float a = lo[i], b = hi[i];
-                lo[i] = a * cs[i] - b * sn[i];
-                hi[i] = b * cs[i] + a * sn[i];
-            }
+        for (; i < half; i++) {
+            float a = lo[i], b = hi[i];
+            lo[i] = a * cs[i] - b * sn[i];
+            hi[i] = b * cs[i] + a * sn[i];
         }
     }
 }

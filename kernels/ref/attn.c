@@ -6,15 +6,14 @@
 
 #include "kernels_ref.h"
 
-void rope_ref(int h0, int h1, int head_dim, float *x, int pos, const float *inv_freq)
+void rope_ref(int h0, int h1, int head_dim, float *x, const float *cs)
 {
     int half = head_dim / 2;
     for (int h = h0; h < h1; h++) {
         float *xh = x + (size_t)h * head_dim;
         for (int i = 0; i < half; i++) {
-            float angle = (float)pos * inv_freq[i];
-            float c = cosf(angle);
-            float s = sinf(angle);
+            float c = cs[i];
+            float s = cs[half + i];
             float a = xh[i];
             float b = xh[i + half];
             xh[i] = a * c - b * s;

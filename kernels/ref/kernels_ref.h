@@ -27,7 +27,7 @@ void hardsigmoid_ref(size_t i0, size_t i1, float *x);
 void relu_ref(size_t i0, size_t i1, float *x);
 void silu_mul_ref(size_t i0, size_t i1, float *gate, const float *up);
 void add_ref(size_t i0, size_t i1, float *y, const float *x);
-void rope_ref(int h0, int h1, int head_dim, float *x, int pos, const float *inv_freq);
+void rope_ref(int h0, int h1, int head_dim, float *x, const float *cs);
 void attention_ref(int h0, int h1, int nq, int n_heads, int n_kv_heads, int head_dim,
                    int n_keys, int causal, float scale, const float *q, size_t ldq,
                    const float *k, const float *v, size_t ldkv, float *out, size_t ldo);
