@@ -292,31 +292,59 @@ static inline __m256 round_away(__m256 t)
     return _mm256_add_ps(r, _mm256_or_ps(step, sign));
 }
 
-/* Contract: kernels.h quant_q8; n % 32 == 0; bit-identical to the reference for finite inputs
- * (same f32 division for d and 1/d, same product, roundf's rounding, f16 scale by the same
- * scalar conversion). */
-void quant_q8_avx2(int n, const float *x, blk_q8 *y)
+/* Lane i = max |x| over the 32 floats at x + 32 i for i < nq (<= 8), 0 for the others: each
+ * block's 4 vectors maxed, then the 8 block vectors reduced together (unpacks, shuffles, one
+ * 128-bit swap) instead of one horizontal max each. */
+static inline __m256 block_amax8(const float *x, int nq)
 {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 m[8];
+    for (int b = 0; b < 8; b++) {
+        const float *xb = x + 32 * b;
+        m[b] = b >= nq ? _mm256_setzero_ps()
+                       : _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(xb), absmask),
+                                                     _mm256_and_ps(_mm256_loadu_ps(xb + 8), absmask)),
+                                       _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(xb + 16), absmask),
+                                                     _mm256_and_ps(_mm256_loadu_ps(xb + 24), absmask)));
+    }
+    __m256 h[2];
+    for (int g = 0; g < 2; g++) {
+        /* Per 128-bit half: lanes (b, b+1) pairwise, then the four blocks 4g..4g+3 in order. */
+        __m256 a = _mm256_max_ps(_mm256_unpacklo_ps(m[4 * g], m[4 * g + 1]), _mm256_unpackhi_ps(m[4 * g], m[4 * g + 1]));
+        __m256 c = _mm256_max_ps(_mm256_unpacklo_ps(m[4 * g + 2], m[4 * g + 3]),
+                                 _mm256_unpackhi_ps(m[4 * g + 2], m[4 * g + 3]));
+        h[g] = _mm256_max_ps(_mm256_shuffle_ps(a, c, 0x44), _mm256_shuffle_ps(a, c, 0xee));
+    }
+    return _mm256_max_ps(_mm256_permute2f128_ps(h[0], h[1], 0x20), _mm256_permute2f128_ps(h[0], h[1], 0x31));
+}
+
+/* Contract: kernels.h quant_q8; n % 32 == 0; bit-identical to the reference for finite inputs
+ * (the same IEEE f32 divisions for d and 1/d, the same product, roundf's rounding; the f16
+ * scale by vcvtps2ph, round to nearest even like f32_to_f16). Eight blocks at a time: their
+ * maxima, scales and inverse scales as one vector each (a scalar maximum, two scalar divisions
+ * and the bit-level f16 conversion per block were most of its time). */
+void quant_q8_avx2(int n, const float *x, blk_q8 *y)
+{
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    for (int b = 0; b < n / QK; b++) {
-        const float *xb = x + (size_t)b * QK;
-        /* Four named vectors, not an array: GCC copied an array through the stack in 16-byte
-         * pieces and reloaded it in 32-byte ones, a store-forwarding stall every block. */
-        __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);
-        __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
-        __m256 mx = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
-                                  _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
-        float amax = hmax8(mx);
-        float d = amax / 127.0f;
-        float id = d != 0 ? 1.0f / d : 0.0f;
-        y[b].d = f32_to_f16(d);
-        __m256 vid = _mm256_set1_ps(id);
-        __m256i q0 = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v0, vid)));
-        __m256i q1 = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v1, vid)));
-        __m256i q2 = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v2, vid)));
-        __m256i q3 = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v3, vid)));
-        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
-        _mm256_storeu_si256((__m256i *)y[b].qs, _mm256_permutevar8x32_epi32(p, perm));
+    const int nb = n / QK;
+    for (int b0 = 0; b0 < nb; b0 += 8) {
+        int nq = nb - b0 < 8 ? nb - b0 : 8;
+        __m256 amax = block_amax8(x + (size_t)b0 * QK, nq);
+        __m256 d = _mm256_div_ps(amax, _mm256_set1_ps(127.0f));
+        __m256 id = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), d),
+                                  _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_NEQ_OQ));
+        uint16_t dh[8];
+        _mm_storeu_si128((__m128i *)dh, _mm256_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT));
+        for (int b = 0; b < nq; b++) {
+            const float *xb = x + (size_t)(b0 + b) * QK;
+            y[b0 + b].d = dh[b];
+            __m256 vid = _mm256_permutevar8x32_ps(id, _mm256_set1_epi32(b));
+            __m256i q0 = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(_mm256_loadu_ps(xb), vid)));
+            __m256i q1 = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(_mm256_loadu_ps(xb + 8), vid)));
+            __m256i q2 = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(_mm256_loadu_ps(xb + 16), vid)));
+            __m256i q3 = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(_mm256_loadu_ps(xb + 24), vid)));
+            __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
+            _mm256_storeu_si256((__m256i *)y[b0 + b].qs, _mm256_permutevar8x32_epi32(p, perm));
+        }
     }
 }
