@@ -35,6 +35,7 @@ typedef struct op_job {
     float *y;
     float eps, scale;
     void (*elem)(size_t, size_t, float *);
+    void (*elem2)(size_t, size_t, float *, const float *); /* add, silu_mul */
 } op_job;
 
 /* Items per task: about 4 tasks per thread (dynamic claiming evens out uneven progress), a
@@ -176,18 +177,20 @@ static void elementwise(model *m, void (*fn)(size_t, size_t, float *), float *x,
     pool_for(m->pool, n, grain_for(m, n, 1024), elem_task, &j);
 }
 
-static void add_task(void *ctx, size_t i0, size_t i1)
+static void elem2_task(void *ctx, size_t i0, size_t i1)
 {
     const op_job *j = ctx;
-    j->K->add(i0, i1, j->y, j->x);
+    j->elem2(i0, i1, j->y, j->x);
 }
 
-/* y[0:n] += x[0:n]; on the pool from 64K elements (a residual of the vision tower: 577 x 1024),
- * below on the caller, where waking the threads costs more than the adds. */
-static void add_into(model *m, float *y, const float *x, size_t n)
+/* fn (add or silu_mul) over y[0:n], x[0:n]; on the pool from 64K elements (a residual of the
+ * vision tower: 577 x 1024; the MLP of a prefill: tokens x 5632), below on the caller, where
+ * waking the threads costs more than the work. */
+static void elementwise2(model *m, void (*fn)(size_t, size_t, float *, const float *), float *y, const float *x,
+                         size_t n)
 {
-    op_job j = {.K = m->K, .x = x, .y = y};
-    pool_for(m->pool, n, n < 65536 ? n : grain_for(m, n, 1024), add_task, &j);
+    op_job j = {.elem2 = fn, .x = x, .y = y};
+    pool_for(m->pool, n, n < 65536 ? n : grain_for(m, n, 1024), elem2_task, &j);
 }
 
 /* Query heads [h0, h1), one kernel call per run of heads sharing a kv head: the kernel is given
@@ -364,7 +367,7 @@ static void vit_forward(model *m, const float *pixels)
     pool_for(m->pool, (size_t)m->v_grid, 1, im2col_task, &ij);
     linear(m, &m->patch, f, (size_t)m->patch.k, T - 1, NULL, x + C, (size_t)C);
     memcpy(x, m->cls, sizeof(float) * (size_t)C);
-    add_into(m, x, m->pos_emb, (size_t)T * C);
+    elementwise2(m, m->K->add, x, m->pos_emb, (size_t)T * C);
     probe(m, "vision_patch_embeds", 0, x, T, C);
     layernorm(m, T, C, x, m->pre_ln_w, m->pre_ln_b, c->v_ln_eps, x);
     probe(m, "vision_hidden", 0, x, T, C);
@@ -377,12 +380,12 @@ static void vit_forward(model *m, const float *pixels)
         attention(m, T, (int)c->v_heads, (int)c->v_heads, C / (int)c->v_heads, T, -1, q, k, v,
                   (size_t)(C / (int)c->v_heads), (size_t)C, WT_F32, y);
         linear(m, &L->wo, y, C, T, L->bo, q, C);
-        add_into(m, x, q, (size_t)T * C);
+        elementwise2(m, m->K->add, x, q, (size_t)T * C);
         layernorm(m, T, C, x, L->ln2_w, L->ln2_b, c->v_ln_eps, y);
         linear(m, &L->fc1, y, C, T, L->fc1_b, f, F);
         elementwise(m, m->K->quick_gelu, f, (size_t)T * F);
         linear(m, &L->fc2, f, F, T, L->fc2_b, q, C);
-        add_into(m, x, q, (size_t)T * C);
+        elementwise2(m, m->K->add, x, q, (size_t)T * C);
         probe(m, "vision_hidden", (int)l + 1, x, T, C);
     }
     /* Drop the CLS row: features are rows 1..T-1. */
@@ -414,7 +417,7 @@ static void ldp_block_forward(model *m, const ldp_block *B, int g, int stride, c
     linear(m, &B->pw, a, (size_t)D, P, NULL, out, (size_t)D);
     layernorm(m, P, D, out, B->ln2_w, B->ln2_b, 1e-5f, out);
     if (stride == 1)
-        add_into(m, out, map, (size_t)P * D);
+        elementwise2(m, m->K->add, out, map, (size_t)P * D);
 }
 
 int model_encode_image(model *m, const float *pixels, float *tokens, vlm_error *e)
@@ -444,7 +447,7 @@ int model_encode_image(model *m, const float *pixels, float *tokens, vlm_error *
         m->K->avgpool(0, pg, g, g, D, pg, pg, mp, pooled);
         probe(m, "projector_pooled", 0, pooled, pg * pg, D);
         dwconv3x3(m, pg, pg, D, 1, pooled, m->peg_w, m->peg_b, tokens);
-        add_into(m, tokens, pooled, (size_t)pg * pg * D);
+        elementwise2(m, m->K->add, tokens, pooled, (size_t)pg * pg * D);
     } else {
         float *b1 = m->buf[3]; /* (N, D) */
         ldp_block_forward(m, &m->blk[0], g, 1, mp, m->buf[4], m->buf[5], b1);
@@ -650,13 +653,13 @@ int model_forward(model *m, const float *emb, int T, float *logits, vlm_error *e
         attention(m, T, H, KV, hd, pos0 + T, pos0, q, m->kcache[l], m->vcache[l], (size_t)m->kv_cap * kv_units,
                   kv_units, m->kv_type, att);
         linear(m, &L->wo, att, (size_t)H * hd, T, NULL, xb, D);
-        add_into(m, x, xb, (size_t)T * D);
+        elementwise2(m, m->K->add, x, xb, (size_t)T * D);
         rmsnorm(m, T, D, x, L->ffn_norm, c->rms_eps, xb);
         linear_out gate_up[2] = {{&L->gate, NULL, g, F}, {&L->up, NULL, u, F}};
         linear_group(m, xb, D, T, gate_up, 2);
-        m->K->silu_mul(0, (size_t)T * F, g, u);
+        elementwise2(m, m->K->silu_mul, g, u, (size_t)T * F);
         linear(m, &L->down, g, F, T, NULL, xb, D);
-        add_into(m, x, xb, (size_t)T * D);
+        elementwise2(m, m->K->add, x, xb, (size_t)T * D);
         probe(m, "llm_layer", (int)l, x, T, D);
     }
     m->n_past += T;
