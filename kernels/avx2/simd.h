@@ -22,14 +22,6 @@ static inline float hsum8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-static inline float hmax8(__m256 v)
-{
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_max_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 /* A mask of the first r (0..8) lanes, for maskload/maskstore of tails (masked-off lanes are
  * neither read nor written, so a tail never over-reads). */
 static inline __m256i lane_mask(int r)
