@@ -18,21 +18,158 @@ qg_block_dot(int q4, int8x16_t al, int8x16_t ah, int8x16_t wl, int8x16_t wh)
 
 #include "qgemm_body.h"
 
+/* ---------------------------------------------------------------------------------------- */
+/* m >= 4 (vision tower, prefill): packed weights, SDOT by element.
+ *
+ * qg_tile spends, per block, token and 4 rows, 8 SDOT and then 3 pairwise adds to gather each
+ * row's lanes, and unpacks the q4 nibbles again for every 4 tokens. Here the weights of a group
+ * of up to 16 rows are packed once per k-chunk so that one register holds 4 consecutive codes
+ * of each of 4 rows (lane r = row r); SDOT by element (vdotq_laneq_s32) with 4 codes of one
+ * token then adds 4 products to each row's dot, so a block costs 8 SDOT per token and 4 rows
+ * with the sums already in row lanes, and the scale arithmetic that follows is the reference's
+ * (float)dot * (da * dw), added to the running sum, lane-wise: bit-identical to qg_tile and
+ * the reference, whatever tile or range reaches an output. Counted per block, token and 4 rows
+ * in the disassembly: 8 SDOT + 4 other vector operations (was 8 SDOT + 8, and + 4 more for q4). */
+enum { PS = 4,     /* 4-row strips per group: the 4 share each token's activation loads from L1 */
+       PKC = 32 }; /* blocks per k-chunk: a packed group is 16 x 32 x 36 B = 18 KB */
+
+typedef struct pblk {
+    int8x16_t w[8]; /* w[g] lane r = codes 4g .. 4g + 3 of row r (signed) */
+    float32x4_t d;  /* lane r = scale of row r */
+} pblk;
+
+/* out[g] lane r = 32-bit word g of v[r]: a 4 x 4 transpose of words. */
+static inline void tr_words(const int8x16_t v[4], int8x16_t out[4])
+{
+    int32x4_t t0 = vtrn1q_s32(vreinterpretq_s32_s8(v[0]), vreinterpretq_s32_s8(v[1]));
+    int32x4_t t1 = vtrn2q_s32(vreinterpretq_s32_s8(v[0]), vreinterpretq_s32_s8(v[1]));
+    int32x4_t t2 = vtrn1q_s32(vreinterpretq_s32_s8(v[2]), vreinterpretq_s32_s8(v[3]));
+    int32x4_t t3 = vtrn2q_s32(vreinterpretq_s32_s8(v[2]), vreinterpretq_s32_s8(v[3]));
+    out[0] = vreinterpretq_s8_s64(vtrn1q_s64(vreinterpretq_s64_s32(t0), vreinterpretq_s64_s32(t2)));
+    out[1] = vreinterpretq_s8_s64(vtrn1q_s64(vreinterpretq_s64_s32(t1), vreinterpretq_s64_s32(t3)));
+    out[2] = vreinterpretq_s8_s64(vtrn2q_s64(vreinterpretq_s64_s32(t0), vreinterpretq_s64_s32(t2)));
+    out[3] = vreinterpretq_s8_s64(vtrn2q_s64(vreinterpretq_s64_s32(t1), vreinterpretq_s64_s32(t3)));
+}
+
+/* Blocks [b0, b0 + nbc) of the 4 rows (a short strip repeats its last row) into pk[0:nbc]. */
+static inline __attribute__((always_inline)) void pack_strip(int q4, int nb, int b0, int nbc,
+                                                             const void *const rows[4], pblk *pk)
+{
+    for (int q = 0; q < nbc; q++) {
+        int8x16_t wl[4], wh[4];
+        pk[q].d = qg_load_w(q4, rows, nb, b0 + q, wl, wh);
+        tr_words(wl, pk[q].w);
+        tr_words(wh, pk[q].w + 4);
+    }
+}
+
+/* s[t] (lane r = running sum of token t, row r of the strip) over the nbc packed blocks, for
+ * tokens ap[0:mr] (each pointing at the chunk's first block), whose scales are ad[t][q]. */
+static inline __attribute__((always_inline)) void ptile(int mr, int nbc, const pblk *pk,
+                                                        const blk_q8 *const ap[4],
+                                                        const float ad[4][PKC], float32x4_t s[4])
+{
+    for (int q = 0; q < nbc; q++) {
+        const pblk *p = pk + q;
+        #pragma GCC unroll 4
+        for (int t = 0; t < mr; t++) {
+            int8x16_t al = vld1q_s8(ap[t][q].qs), ah = vld1q_s8(ap[t][q].qs + 16);
+            int32x4_t d = vdotq_laneq_s32(vdupq_n_s32(0), p->w[0], al, 0);
+            d = vdotq_laneq_s32(d, p->w[1], al, 1);
+            d = vdotq_laneq_s32(d, p->w[2], al, 2);
+            d = vdotq_laneq_s32(d, p->w[3], al, 3);
+            d = vdotq_laneq_s32(d, p->w[4], ah, 0);
+            d = vdotq_laneq_s32(d, p->w[5], ah, 1);
+            d = vdotq_laneq_s32(d, p->w[6], ah, 2);
+            d = vdotq_laneq_s32(d, p->w[7], ah, 3);
+            s[t] = vaddq_f32(s[t], vmulq_f32(vcvtq_f32_s32(d), vmulq_f32(vld1q_dup_f32(&ad[t][q]), p->d)));
+        }
+    }
+}
+
+/* gemm_q8 / gemm_q4 for m >= 4: groups of PS strips of 4 rows; per k-chunk the group is packed
+ * once and every token tile passes over it, its activations read from L1 by all the strips.
+ * Between k-chunks the running sums live in C (exact: stored and reloaded as f32). */
+static inline __attribute__((always_inline)) void pq_gemm(int q4, int m, int n0, int n1, int k, const blk_q8 *a,
+                                                          size_t lda, const void *w, const float *bias, float *c,
+                                                          size_t ldc)
+{
+    const int nb = k / QK;
+    const size_t row_bytes = q4 ? q4_row_bytes(nb) : (size_t)nb * sizeof(blk_q8);
+    pblk pk[PS][PKC];
+    float ad[4][PKC];
+    for (int jg = n0; jg < n1; jg += 4 * PS) {
+        int je = n1 - jg < 4 * PS ? n1 : jg + 4 * PS;
+        int ns = (je - jg + 3) / 4;
+        for (int b0 = 0; b0 < nb; b0 += PKC) {
+            int nbc = nb - b0 < PKC ? nb - b0 : PKC;
+            int first = b0 == 0, last = b0 + nbc == nb;
+            for (int g = 0; g < ns; g++) {
+                int r0 = jg + 4 * g, nr = je - r0 < 4 ? je - r0 : 4;
+                const void *rows[4];
+                for (int r = 0; r < 4; r++)
+                    rows[r] = (const char *)w + (size_t)(r0 + (r < nr ? r : nr - 1)) * row_bytes;
+                pack_strip(q4, nb, b0, nbc, rows, pk[g]);
+            }
+            for (int i = 0; i < m; i += 4) {
+                int mr = m - i < 4 ? m - i : 4;
+                const blk_q8 *ap[4];
+                for (int t = 0; t < 4; t++) {
+                    ap[t] = a + (size_t)(i + (t < mr ? t : mr - 1)) * lda + b0;
+                    for (int q = 0; q < nbc; q++)
+                        ad[t][q] = vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vld1_dup_u16(&ap[t][q].d))), 0);
+                }
+                for (int g = 0; g < ns; g++) {
+                    int r0 = jg + 4 * g, nr = je - r0 < 4 ? je - r0 : 4;
+                    float *ct = c + (size_t)i * ldc + r0;
+                    float32x4_t s[4];
+                    for (int t = 0; t < 4; t++) {
+                        if (first || t >= mr) {
+                            s[t] = vdupq_n_f32(0.0f);
+                        } else {
+                            float v[4] = {0, 0, 0, 0};
+                            for (int r = 0; r < nr; r++)
+                                v[r] = ct[(size_t)t * ldc + r];
+                            s[t] = vld1q_f32(v);
+                        }
+                    }
+                    if (mr == 4)
+                        ptile(4, nbc, pk[g], ap, (const float(*)[PKC])ad, s);
+                    else if (mr == 3)
+                        ptile(3, nbc, pk[g], ap, (const float(*)[PKC])ad, s);
+                    else if (mr == 2)
+                        ptile(2, nbc, pk[g], ap, (const float(*)[PKC])ad, s);
+                    else
+                        ptile(1, nbc, pk[g], ap, (const float(*)[PKC])ad, s);
+                    neon_store_tile(mr, nr, s, last && bias ? bias + r0 : NULL, ct, ldc);
+                }
+            }
+        }
+    }
+}
+
 void gemm_q8_dot(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q8 *w,
                  const float *bias, float *c, size_t ldc);
 void gemm_q4_dot(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
                  const float *bias, float *c, size_t ldc);
 
+/* m < 4 keeps qg_gemm: packing would cost as much as the products it serves. */
 void gemm_q8_dot(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q8 *w,
                  const float *bias, float *c, size_t ldc)
 {
-    qg_gemm(0, m, n0, n1, k, a, lda, w, bias, c, ldc);
+    if (m >= 4)
+        pq_gemm(0, m, n0, n1, k, a, lda, w, bias, c, ldc);
+    else
+        qg_gemm(0, m, n0, n1, k, a, lda, w, bias, c, ldc);
 }
 
 void gemm_q4_dot(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
                  const float *bias, float *c, size_t ldc)
 {
-    qg_gemm(1, m, n0, n1, k, a, lda, w, bias, c, ldc);
+    if (m >= 4)
+        pq_gemm(1, m, n0, n1, k, a, lda, w, bias, c, ldc);
+    else
+        qg_gemm(1, m, n0, n1, k, a, lda, w, bias, c, ldc);
 }
 
 /* The dot level = the neon level (isa_arm.c fills it first) with the int8 products replaced. */
