@@ -5,6 +5,8 @@
 #if !defined(__ARM_FEATURE_DOTPROD)
 #error "kernels/neon/*_dot.c must be built with -march=armv8.2-a+dotprod"
 #endif
+#include <string.h>
+
 #include "neon.h"
 
 /* Exact int32 dot product of one 32-element block as 4 lanes: two SDOT, each lane summing
@@ -148,12 +150,112 @@ static inline __attribute__((always_inline)) void pq_gemm(int q4, int m, int n0,
     }
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* m = 1, q4 (token generation: every weight byte is used once, so the vector operations per
+ * byte decide whether a core keeps up with its share of the memory).
+ *
+ * qg_tile unpacks each row's nibbles to signed codes (AND, USHR, then 2 SUB of 8), gathers the
+ * 4 rows' scales lane by lane and widens the activation scale for every block. Here the nibbles
+ * stay q + 8 (0..15, valid SDOT operands) and the block's dot for the 4 rows is corrected once:
+ * dot(q - 8, a) = dot(q + 8, a) - 8 sum(a), exact in int32; -8 sum(a) and the activation
+ * scales come from tables built once per call, and the 4 rows' weight scales of a whole group
+ * (16 blocks) are transposed into lanes and widened together. The f32 steps are qg_tile's, so
+ * results are unchanged bit for bit. */
+enum { GVC = 512 }; /* blocks per table (a multiple of Q4_GROUP): k <= 16384 in one */
+
+/* dw[i] lane r = the f32 scale of block i of group `base` (r blocks: rb) in row r of rows. */
+static inline void group_scales(const uint8_t *const rows[4], size_t base, int rb, float32x4_t dw[Q4_GROUP])
+{
+    uint16x8_t v[4][2];
+    for (int r = 0; r < 4; r++) {
+        /* A short group may be shorter than 32 bytes (the end of the matrix): copied. */
+        uint8_t tmp[32] = {0};
+        const uint8_t *p = rows[r] + base;
+        if (rb < Q4_GROUP) {
+            memcpy(tmp, p, 2 * (size_t)rb);
+            p = tmp;
+        }
+        v[r][0] = vreinterpretq_u16_u8(vld1q_u8(p));
+        v[r][1] = vreinterpretq_u16_u8(vld1q_u8(p + 16));
+    }
+    for (int h = 0; h < 2; h++) {
+        uint16x8_t ab0 = vzip1q_u16(v[0][h], v[1][h]), ab1 = vzip2q_u16(v[0][h], v[1][h]);
+        uint16x8_t cd0 = vzip1q_u16(v[2][h], v[3][h]), cd1 = vzip2q_u16(v[2][h], v[3][h]);
+        /* t[j] holds blocks 2j, 2j + 1 of this half: (r0, r1, r2, r3) each. */
+        uint16x8_t t[4] = {vreinterpretq_u16_u32(vzip1q_u32(vreinterpretq_u32_u16(ab0), vreinterpretq_u32_u16(cd0))),
+                           vreinterpretq_u16_u32(vzip2q_u32(vreinterpretq_u32_u16(ab0), vreinterpretq_u32_u16(cd0))),
+                           vreinterpretq_u16_u32(vzip1q_u32(vreinterpretq_u32_u16(ab1), vreinterpretq_u32_u16(cd1))),
+                           vreinterpretq_u16_u32(vzip2q_u32(vreinterpretq_u32_u16(ab1), vreinterpretq_u32_u16(cd1)))};
+        for (int j = 0; j < 4; j++) {
+            dw[8 * h + 2 * j] = vcvt_f32_f16(vreinterpret_f16_u16(vget_low_u16(t[j])));
+            dw[8 * h + 2 * j + 1] = vcvt_high_f32_f16(vreinterpretq_f16_u16(t[j]));
+        }
+    }
+}
+
+static void gemv_q4_dot(int n0, int n1, int k, const blk_q8 *a, const uint8_t *w, const float *bias, float *c)
+{
+    const int nb = k / QK;
+    const size_t row_bytes = q4_row_bytes(nb);
+    const int8x16_t ones = vdupq_n_s8(1);
+    const uint8x16_t low4 = vdupq_n_u8(0x0f);
+    int32x4_t exv[GVC]; /* (block) -8 * sum of the activation codes, in every lane: 8 KB */
+    float ad[GVC];      /* (block) activation scale */
+    for (int b0 = 0; b0 < nb; b0 += GVC) {
+        int nbc = nb - b0 < GVC ? nb - b0 : GVC;
+        int first = b0 == 0, last = b0 + nbc == nb;
+        for (int q = 0; q < nbc; q++) {
+            const blk_q8 *ab = a + b0 + q;
+            int32x4_t t = vdotq_s32(vdotq_s32(vdupq_n_s32(0), vld1q_s8(ab->qs), ones), vld1q_s8(ab->qs + 16), ones);
+            exv[q] = vdupq_n_s32(-8 * vaddvq_s32(t));
+            ad[q] = vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vld1_dup_u16(&ab->d))), 0);
+        }
+        for (int n = n0; n < n1; n += 4) {
+            int nr = n1 - n < 4 ? n1 - n : 4;
+            const uint8_t *rows[4];
+            for (int r = 0; r < 4; r++)
+                rows[r] = w + (size_t)(n + (r < nr ? r : nr - 1)) * row_bytes;
+            float sv[4] = {0, 0, 0, 0};
+            if (!first)
+                for (int r = 0; r < nr; r++)
+                    sv[r] = c[n + r];
+            float32x4_t s = vld1q_f32(sv);
+            for (int g0 = 0; g0 < nbc; g0 += Q4_GROUP) {
+                int rb = nbc - g0 < Q4_GROUP ? nbc - g0 : Q4_GROUP; /* < 16: the row's last group */
+                size_t base = q4_scale_off(b0 + g0);
+                float32x4_t dw[Q4_GROUP];
+                group_scales(rows, base, rb, dw);
+                for (int i = 0; i < rb; i++) {
+                    int q = g0 + i;
+                    size_t no = base + 2 * (size_t)rb + 16 * (size_t)i;
+                    int8x16_t al = vld1q_s8(a[b0 + q].qs), ah = vld1q_s8(a[b0 + q].qs + 16);
+                    int32x4_t d[4];
+                    uint8x16_t v[4];
+                    #pragma GCC unroll 4
+                    for (int r = 0; r < 4; r++) {
+                        v[r] = vld1q_u8(rows[r] + no);
+                        d[r] = vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(vandq_u8(v[r], low4)), al);
+                    }
+                    #pragma GCC unroll 4
+                    for (int r = 0; r < 4; r++)
+                        d[r] = vdotq_s32(d[r], vreinterpretq_s8_u8(vshrq_n_u8(v[r], 4)), ah);
+                    int32x4_t dot = vaddq_s32(neon_hsum4_s32(d[0], d[1], d[2], d[3]), exv[q]);
+                    s = vaddq_f32(s, vmulq_f32(vcvtq_f32_s32(dot), vmulq_f32(vld1q_dup_f32(&ad[q]), dw[i])));
+                }
+            }
+            const float32x4_t tile[4] = {s, s, s, s}; /* neon_store_tile reads a 4-token tile */
+            neon_store_tile(1, nr, tile, last && bias ? bias + n : NULL, c + n, 0);
+        }
+    }
+}
+
 void gemm_q8_dot(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q8 *w,
                  const float *bias, float *c, size_t ldc);
 void gemm_q4_dot(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const uint8_t *w,
                  const float *bias, float *c, size_t ldc);
 
-/* m < 4 keeps qg_gemm: packing would cost as much as the products it serves. */
+/* m = 2, 3 (and q8 at m = 1) keep qg_gemm: packing would cost as much as the products it
+ * serves. */
 void gemm_q8_dot(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const blk_q8 *w,
                  const float *bias, float *c, size_t ldc)
 {
@@ -168,6 +270,8 @@ void gemm_q4_dot(int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, cons
 {
     if (m >= 4)
         pq_gemm(1, m, n0, n1, k, a, lda, w, bias, c, ldc);
+    else if (m == 1)
+        gemv_q4_dot(n0, n1, k, a, w, bias, c);
     else
         qg_gemm(1, m, n0, n1, k, a, lda, w, bias, c, ldc);
 }
