@@ -35,7 +35,7 @@ KV_INLINE const void *kv_at(const void *p, size_t n, int et)
 /* The f16 scale of a q8 block as f32 (exact). */
 KV_INLINE float q8_scale(const blk_q8 *b)
 {
-    return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(b->d))), 0);
+    return neon_f16_to_f32(b->d);
 }
 
 /* Elements i .. i + 3 (i % 4 == 0) of row p as f32. q8: the 4 codes (a 4-byte load inside the
@@ -62,7 +62,7 @@ KV_INLINE float kv_load1(const void *p, int i, int et)
         return q8_scale(b) * (float)b->qs[(unsigned)i % QK];
     }
     if (et == WT_F16)
-        return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(((const uint16_t *)p)[i]))), 0);
+        return neon_f16_to_f32(((const uint16_t *)p)[i]);
     return ((const float *)p)[i];
 }
 

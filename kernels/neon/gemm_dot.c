@@ -31,7 +31,8 @@ qg_block_dot(int q4, int8x16_t al, int8x16_t ah, int8x16_t wl, int8x16_t wh)
  * with the sums already in row lanes, and the scale arithmetic that follows is the reference's
  * (float)dot * (da * dw), added to the running sum, lane-wise: bit-identical to qg_tile and
  * the reference, whatever tile or range reaches an output. Counted per block, token and 4 rows
- * in the disassembly: 8 SDOT + 4 other vector operations (was 8 SDOT + 8, and + 4 more for q4). */
+ * in the disassembly: 8 SDOT + ~5 other vector operations (qg_tile: 8 + ~15 for q8, ~19 for
+ * q4; docs/kernels-arm.md). */
 enum { PS = 4,     /* 4-row strips per group: the 4 share each token's activation loads from L1 */
        PKC = 32 }; /* blocks per k-chunk: a packed group is 16 x 32 x 36 B = 18 KB */
 
@@ -119,7 +120,7 @@ static inline __attribute__((always_inline)) void pq_gemm(int q4, int m, int n0,
                 for (int t = 0; t < 4; t++) {
                     ap[t] = a + (size_t)(i + (t < mr ? t : mr - 1)) * lda + b0;
                     for (int q = 0; q < nbc; q++)
-                        ad[t][q] = vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vld1_dup_u16(&ap[t][q].d))), 0);
+                        ad[t][q] = neon_f16_to_f32(ap[t][q].d);
                 }
                 for (int g = 0; g < ns; g++) {
                     int r0 = jg + 4 * g, nr = je - r0 < 4 ? je - r0 : 4;
@@ -208,7 +209,7 @@ static void gemv_q4_dot(int n0, int n1, int k, const blk_q8 *a, const uint8_t *w
             const blk_q8 *ab = a + b0 + q;
             int32x4_t t = vdotq_s32(vdotq_s32(vdupq_n_s32(0), vld1q_s8(ab->qs), ones), vld1q_s8(ab->qs + 16), ones);
             exv[q] = vdupq_n_s32(-8 * vaddvq_s32(t));
-            ad[q] = vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vld1_dup_u16(&ab->d))), 0);
+            ad[q] = neon_f16_to_f32(ab->d);
         }
         for (int n = n0; n < n1; n += 4) {
             int nr = n1 - n < 4 ? n1 - n : 4;

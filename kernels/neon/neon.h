@@ -58,6 +58,12 @@ static inline float32x4_t neon_hsum4_f32(float32x4_t v0, float32x4_t v1, float32
     return vpaddq_f32(vpaddq_f32(v0, v1), vpaddq_f32(v2, v3));
 }
 
+/* An f16 value (bits) as f32, exactly (FCVTL, part of Armv8.0). */
+static inline float neon_f16_to_f32(uint16_t h)
+{
+    return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
+}
+
 static inline int32x4_t neon_hsum4_s32(int32x4_t v0, int32x4_t v1, int32x4_t v2, int32x4_t v3)
 {
     return vpaddq_s32(vpaddq_s32(v0, v1), vpaddq_s32(v2, v3));
