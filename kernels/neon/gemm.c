@@ -136,32 +136,35 @@ fg_tile(int mr, int f16, int k, const float *a, size_t lda, const void *const ro
 }
 
 /* Shared driver of gemm_f32 / gemm_f16 (contract: kernels.h); the same loop structure as
- * qg_gemm: 4-row weight strips outermost (a short last strip repeats its last row), tokens 4
- * at a time inside. */
+ * qg_gemm: groups of NEON_GROUP_ROWS weight rows outermost, tokens 4 at a time inside, then the
+ * group's 4-row strips (a short last strip repeats its last row). */
 static inline __attribute__((always_inline)) void
 fg_gemm(int f16, int m, int n0, int n1, int k, const float *a, size_t lda, const void *w,
         const float *bias, float *c, size_t ldc)
 {
     size_t row_bytes = (size_t)k * (f16 ? sizeof(uint16_t) : sizeof(float));
-    for (int n = n0; n < n1; n += 4) {
-        int nr = n1 - n < 4 ? n1 - n : 4;
-        const void *rows[4];
-        #pragma GCC unroll 8
-        for (int r = 0; r < 4; r++)
-            rows[r] = (const char *)w + (size_t)(n + (r < nr ? r : nr - 1)) * row_bytes;
+    for (int jg = n0; jg < n1; jg += NEON_GROUP_ROWS) {
+        int je = n1 - jg < NEON_GROUP_ROWS ? n1 : jg + NEON_GROUP_ROWS;
         for (int i = 0; i < m; i += 4) {
             const float *ai = a + (size_t)i * lda;
-            float32x4_t acc[4];
             int mr = m - i < 4 ? m - i : 4;
-            if (mr == 4)
-                fg_tile(4, f16, k, ai, lda, rows, acc);
-            else if (mr == 3)
-                fg_tile(3, f16, k, ai, lda, rows, acc);
-            else if (mr == 2)
-                fg_tile(2, f16, k, ai, lda, rows, acc);
-            else
-                fg_tile(1, f16, k, ai, lda, rows, acc);
-            neon_store_tile(mr, nr, acc, bias ? bias + n : NULL, c + (size_t)i * ldc + n, ldc);
+            for (int n = jg; n < je; n += 4) {
+                int nr = je - n < 4 ? je - n : 4;
+                const void *rows[4];
+                #pragma GCC unroll 8
+                for (int r = 0; r < 4; r++)
+                    rows[r] = (const char *)w + (size_t)(n + (r < nr ? r : nr - 1)) * row_bytes;
+                float32x4_t acc[4];
+                if (mr == 4)
+                    fg_tile(4, f16, k, ai, lda, rows, acc);
+                else if (mr == 3)
+                    fg_tile(3, f16, k, ai, lda, rows, acc);
+                else if (mr == 2)
+                    fg_tile(2, f16, k, ai, lda, rows, acc);
+                else
+                    fg_tile(1, f16, k, ai, lda, rows, acc);
+                neon_store_tile(mr, nr, acc, bias ? bias + n : NULL, c + (size_t)i * ldc + n, ldc);
+            }
         }
     }
 }

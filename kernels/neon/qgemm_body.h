@@ -73,35 +73,44 @@ qg_tile(int mr, int q4, int nb, const blk_q8 *a, size_t lda, const void *const r
         acc[t] = s[t];
 }
 
+/* Weight rows per group of the strip-tiled products (qg_gemm, fg_gemm in gemm.c): the tokens
+ * pass over a group 4 at a time, so the 4 tokens' activations are read from L1 by the group's
+ * 4 strips, and all m tokens' activations stream once per 16 rows instead of once per 4 (a
+ * vision product's activations, 577 x k, are larger than a Cortex-A78's L2). m = 1 streams the
+ * weights strip after strip either way. */
+enum { NEON_GROUP_ROWS = 16 };
+
 /* Shared driver of gemm_q8 / gemm_q4 (contract: kernels.h). Weight rows go 4 at a time (a
- * short last group repeats its last row and stores only the real ones), tokens 4 at a time;
- * rows are the outer loop so a 4-row weight strip (4 x k bytes) stays in L1 while all m
- * tokens pass over it. Over-read: none. */
+ * short last strip repeats its last row and stores only the real ones), tokens 4 at a time,
+ * in groups of NEON_GROUP_ROWS rows. Over-read: none. */
 static inline __attribute__((always_inline)) void
 qg_gemm(int q4, int m, int n0, int n1, int k, const blk_q8 *a, size_t lda, const void *w,
         const float *bias, float *c, size_t ldc)
 {
     int nb = k / QK;
     size_t row_bytes = q4 ? q4_row_bytes(nb) : (size_t)nb * sizeof(blk_q8);
-    for (int n = n0; n < n1; n += 4) {
-        int nr = n1 - n < 4 ? n1 - n : 4;
-        const void *rows[4];
-        #pragma GCC unroll 8
-        for (int r = 0; r < 4; r++)
-            rows[r] = (const char *)w + (size_t)(n + (r < nr ? r : nr - 1)) * row_bytes;
+    for (int jg = n0; jg < n1; jg += NEON_GROUP_ROWS) {
+        int je = n1 - jg < NEON_GROUP_ROWS ? n1 : jg + NEON_GROUP_ROWS;
         for (int i = 0; i < m; i += 4) {
             const blk_q8 *ai = a + (size_t)i * lda;
-            float32x4_t acc[4];
             int mr = m - i < 4 ? m - i : 4;
-            if (mr == 4)
-                qg_tile(4, q4, nb, ai, lda, rows, acc);
-            else if (mr == 3)
-                qg_tile(3, q4, nb, ai, lda, rows, acc);
-            else if (mr == 2)
-                qg_tile(2, q4, nb, ai, lda, rows, acc);
-            else
-                qg_tile(1, q4, nb, ai, lda, rows, acc);
-            neon_store_tile(mr, nr, acc, bias ? bias + n : NULL, c + (size_t)i * ldc + n, ldc);
+            for (int n = jg; n < je; n += 4) {
+                int nr = je - n < 4 ? je - n : 4;
+                const void *rows[4];
+                #pragma GCC unroll 8
+                for (int r = 0; r < 4; r++)
+                    rows[r] = (const char *)w + (size_t)(n + (r < nr ? r : nr - 1)) * row_bytes;
+                float32x4_t acc[4];
+                if (mr == 4)
+                    qg_tile(4, q4, nb, ai, lda, rows, acc);
+                else if (mr == 3)
+                    qg_tile(3, q4, nb, ai, lda, rows, acc);
+                else if (mr == 2)
+                    qg_tile(2, q4, nb, ai, lda, rows, acc);
+                else
+                    qg_tile(1, q4, nb, ai, lda, rows, acc);
+                neon_store_tile(mr, nr, acc, bias ? bias + n : NULL, c + (size_t)i * ldc + n, ldc);
+            }
         }
     }
 }
