@@ -293,7 +293,8 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
          * given at tile_scores), then 4, then 1. */
 #define PV_LOAD(i) float32x4_t a##i##0 = acc[c0 + i][0], a##i##1 = acc[c0 + i][1];
 #define PV_STORE(i) acc[c0 + i][0] = a##i##0, acc[c0 + i][1] = a##i##1;
-#define PV_FMA(i, vv, lane) a##i##0 = vfmaq_laneq_f32(a##i##0, p0, vv, lane), a##i##1 = vfmaq_laneq_f32(a##i##1, p1, vv, lane);
+#define PV_FMA(i, vv, lane)                                                                                            \
+    a##i##0 = vfmaq_laneq_f32(a##i##0, p0, vv, lane), a##i##1 = vfmaq_laneq_f32(a##i##1, p1, vv, lane);
         int c0 = 0;
         for (; c0 + 8 <= d; c0 += 8) {
             PV_LOAD(0) PV_LOAD(1) PV_LOAD(2) PV_LOAD(3) PV_LOAD(4) PV_LOAD(5) PV_LOAD(6) PV_LOAD(7)
@@ -325,10 +326,10 @@ KV_INLINE void attention_tile(int nt, int t0, int d, int n_keys, int causal, flo
                 acc[c0][1] = vfmaq_n_f32(acc[c0][1], sc[j][1], e);
             }
     }
-    /* sum > 0 in every lane: key 0 is always seen. */
+    /* sum > 0 in every lane (key 0 is always seen) unless there are no keys: then 0. */
     float inv[QL];
     for (int h = 0; h < 2; h++)
-        vst1q_f32(inv + 4 * h, vdivq_f32(vdupq_n_f32(1.0f), sum[h]));
+        vst1q_f32(inv + 4 * h, vbslq_f32(vcgtq_f32(sum[h], zero), vdivq_f32(vdupq_n_f32(1.0f), sum[h]), zero));
     for (int c = 0; c < d; c++) {
         float o[QL];
         vst1q_f32(o, acc[c][0]);

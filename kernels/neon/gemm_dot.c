@@ -156,15 +156,15 @@ static inline __attribute__((always_inline)) void pq_gemm(int q4, int m, int n0,
  * byte decide whether a core keeps up with its share of the memory).
  *
  * qg_tile unpacks each row's nibbles to signed codes (AND, USHR, then 2 SUB of 8), gathers the
- * 4 rows' scales lane by lane and widens the activation scale for every block. Here the nibbles
- * stay q + 8 (0..15, valid SDOT operands) and the block's dot for the 4 rows is corrected once:
- * dot(q - 8, a) = dot(q + 8, a) - 8 sum(a), exact in int32; -8 sum(a) and the activation
- * scales come from tables built once per call, and the 4 rows' weight scales of a whole group
- * (16 blocks) are transposed into lanes and widened together. The f32 steps are qg_tile's, so
- * results are unchanged bit for bit. */
+ * 4 rows' scales lane by lane and widens the activation scale for every block. Here the stored
+ * nibbles n = q + 8 (0..15, valid SDOT operands) are used as they are and the block's dot for
+ * the 4 rows is corrected once: dot(n - 8, a) = dot(n, a) - 8 sum(a), exact in int32; -8 sum(a)
+ * and the activation scales come from tables built once per call, and the 4 rows' weight
+ * scales of a whole group (16 blocks) are transposed into lanes and widened together. The f32
+ * steps are qg_tile's, so results are unchanged bit for bit. */
 enum { GVC = 512 }; /* blocks per table (a multiple of Q4_GROUP): k <= 16384 in one */
 
-/* dw[i] lane r = the f32 scale of block i of group `base` (r blocks: rb) in row r of rows. */
+/* dw[i] lane r = the f32 scale of block i of the group at byte `base` (rb blocks) of rows[r]. */
 static inline void group_scales(const uint8_t *const rows[4], size_t base, int rb, float32x4_t dw[Q4_GROUP])
 {
     uint16x8_t v[4][2];
