@@ -151,9 +151,7 @@ fg_gemm(int f16, int m, int n0, int n1, int k, const float *a, size_t lda, const
             for (int n = jg; n < je; n += 4) {
                 int nr = je - n < 4 ? je - n : 4;
                 const void *rows[4];
-                #pragma GCC unroll 8
-                for (int r = 0; r < 4; r++)
-                    rows[r] = (const char *)w + (size_t)(n + (r < nr ? r : nr - 1)) * row_bytes;
+                neon_strip_rows(w, row_bytes, n, nr, rows);
                 float32x4_t acc[4];
                 if (mr == 4)
                     fg_tile(4, f16, k, ai, lda, rows, acc);

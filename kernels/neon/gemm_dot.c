@@ -110,8 +110,7 @@ static inline __attribute__((always_inline)) void pq_gemm(int q4, int m, int n0,
             for (int g = 0; g < ns; g++) {
                 int r0 = jg + 4 * g, nr = je - r0 < 4 ? je - r0 : 4;
                 const void *rows[4];
-                for (int r = 0; r < 4; r++)
-                    rows[r] = (const char *)w + (size_t)(r0 + (r < nr ? r : nr - 1)) * row_bytes;
+                neon_strip_rows(w, row_bytes, r0, nr, rows);
                 pack_strip(q4, nb, b0, nbc, rows, pk[g]);
             }
             for (int i = 0; i < m; i += 4) {
@@ -126,16 +125,8 @@ static inline __attribute__((always_inline)) void pq_gemm(int q4, int m, int n0,
                     int r0 = jg + 4 * g, nr = je - r0 < 4 ? je - r0 : 4;
                     float *ct = c + (size_t)i * ldc + r0;
                     float32x4_t s[4];
-                    for (int t = 0; t < 4; t++) {
-                        if (first || t >= mr) {
-                            s[t] = vdupq_n_f32(0.0f);
-                        } else {
-                            float v[4] = {0, 0, 0, 0};
-                            for (int r = 0; r < nr; r++)
-                                v[r] = ct[(size_t)t * ldc + r];
-                            s[t] = vld1q_f32(v);
-                        }
-                    }
+                    for (int t = 0; t < 4; t++)
+                        s[t] = first || t >= mr ? vdupq_n_f32(0.0f) : neon_load_lanes(nr, ct + (size_t)t * ldc);
                     if (mr == 4)
                         ptile(4, nbc, pk[g], ap, (const float(*)[PKC])ad, s);
                     else if (mr == 3)
@@ -165,13 +156,13 @@ static inline __attribute__((always_inline)) void pq_gemm(int q4, int m, int n0,
 enum { GVC = 512 }; /* blocks per table (a multiple of Q4_GROUP): k <= 16384 in one */
 
 /* dw[i] lane r = the f32 scale of block i of the group at byte `base` (rb blocks) of rows[r]. */
-static inline void group_scales(const uint8_t *const rows[4], size_t base, int rb, float32x4_t dw[Q4_GROUP])
+static inline void group_scales(const void *const rows[4], size_t base, int rb, float32x4_t dw[Q4_GROUP])
 {
     uint16x8_t v[4][2];
     for (int r = 0; r < 4; r++) {
         /* A short group may be shorter than 32 bytes (the end of the matrix): copied. */
         uint8_t tmp[32] = {0};
-        const uint8_t *p = rows[r] + base;
+        const uint8_t *p = (const uint8_t *)rows[r] + base;
         if (rb < Q4_GROUP) {
             memcpy(tmp, p, 2 * (size_t)rb);
             p = tmp;
@@ -213,14 +204,9 @@ static void gemv_q4_dot(int n0, int n1, int k, const blk_q8 *a, const uint8_t *w
         }
         for (int n = n0; n < n1; n += 4) {
             int nr = n1 - n < 4 ? n1 - n : 4;
-            const uint8_t *rows[4];
-            for (int r = 0; r < 4; r++)
-                rows[r] = w + (size_t)(n + (r < nr ? r : nr - 1)) * row_bytes;
-            float sv[4] = {0, 0, 0, 0};
-            if (!first)
-                for (int r = 0; r < nr; r++)
-                    sv[r] = c[n + r];
-            float32x4_t s = vld1q_f32(sv);
+            const void *rows[4];
+            neon_strip_rows(w, row_bytes, n, nr, rows);
+            float32x4_t s = first ? vdupq_n_f32(0.0f) : neon_load_lanes(nr, c + n);
             for (int g0 = 0; g0 < nbc; g0 += Q4_GROUP) {
                 int rb = nbc - g0 < Q4_GROUP ? nbc - g0 : Q4_GROUP; /* < 16: the row's last group */
                 size_t base = q4_scale_off(b0 + g0);
@@ -234,7 +220,7 @@ static void gemv_q4_dot(int n0, int n1, int k, const blk_q8 *a, const uint8_t *w
                     uint8x16_t v[4];
                     #pragma GCC unroll 4
                     for (int r = 0; r < 4; r++) {
-                        v[r] = vld1q_u8(rows[r] + no);
+                        v[r] = vld1q_u8((const uint8_t *)rows[r] + no);
                         d[r] = vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(vandq_u8(v[r], low4)), al);
                     }
                     #pragma GCC unroll 4

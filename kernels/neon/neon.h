@@ -93,6 +93,25 @@ static inline float32x4_t neon_exp_f32(float32x4_t x)
     return vmulq_f32(p, vreinterpretq_f32_s32(e));
 }
 
+/* rows[r] = row n + r of the row-major matrix at w (rows row_bytes apart), r < 4; a short strip
+ * (nr < 4 real rows) repeats its last row, whose lanes are computed but never stored. */
+static inline void neon_strip_rows(const void *w, size_t row_bytes, int n, int nr, const void *rows[4])
+{
+    for (int r = 0; r < 4; r++)
+        rows[r] = (const char *)w + (size_t)(n + (r < nr ? r : nr - 1)) * row_bytes;
+}
+
+/* p[0:nr] in lanes 0..nr-1, the others 0: running sums of a strip read back from C. */
+static inline float32x4_t neon_load_lanes(int nr, const float *p)
+{
+    if (nr == 4)
+        return vld1q_f32(p);
+    float v[4] = {0, 0, 0, 0};
+    for (int r = 0; r < nr; r++)
+        v[r] = p[r];
+    return vld1q_f32(v);
+}
+
 /* Stores an mr x nr tile (token t in acc[t], lane r = output column r), adding bias[r] when
  * bias is not NULL; only the nr real columns are written. */
 static inline void neon_store_tile(int mr, int nr, const float32x4_t acc[4], const float *bias, float *c,
