@@ -24,7 +24,12 @@ LDLIBS := -lm -lpthread
 LIB_SRC := $(filter-out src/vlm-run.c,$(wildcard src/*.c)) $(wildcard src/image/*.c) \
     $(wildcard kernels/*.c kernels/ref/*.c)
 ifeq ($(ARCH),x86_64)
-LIB_SRC += $(wildcard kernels/avx2/*.c kernels/avx512/*.c)
+LIB_SRC += $(wildcard kernels/avx2/*.c kernels/avx2vnni/*.c kernels/avx512/*.c)
+# AVX-VNNI needs GCC >= 11 or clang >= 12; without it vex.c builds empty (kernels/avx2vnni/vex.c).
+AVXVNNI_FLAG := $(shell echo 'int x;' | $(CC) -mavxvnni -x c -c - -o /dev/null 2>/dev/null && echo -mavxvnni)
+# evex.c with the 16 vector registers of the VEX build, where the compiler can (GCC).
+XMM16_FIXED := $(shell echo 'int x;' | $(CC) -ffixed-xmm16 -x c -c - -o /dev/null 2>/dev/null && \
+    echo $(foreach r,16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31,-ffixed-xmm$(r)))
 endif
 ifeq ($(ARCH),aarch64)
 LIB_SRC += $(wildcard kernels/neon/*.c)
@@ -52,6 +57,8 @@ all: $(O)/vlm-run $(O)/weights-tool $(LIB) $(BENCHES) $(TESTS) $(FUZZ_REPLAY)
 # Per-ISA flags (pattern-specific, as each ISA file needs).
 $(O)/obj/kernels/avx2/%.o: override CFLAGS += -mavx2 -mfma -mf16c
 $(O)/obj/kernels/avx512/%.o: override CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c
+$(O)/obj/kernels/avx2vnni/vex.o: override CFLAGS += -mavx2 -mfma -mf16c $(AVXVNNI_FLAG)
+$(O)/obj/kernels/avx2vnni/evex.o: override CFLAGS += -mavx2 -mfma -mf16c -mavx512f -mavx512vl -mavx512vnni $(XMM16_FIXED)
 $(O)/obj/kernels/avx512/gfni.o: override CFLAGS += -mgfni
 $(O)/obj/kernels/neon/%_dot.o: override CFLAGS += -march=armv8.2-a+dotprod
 $(O)/obj/kernels/neon/%_fp16.o: override CFLAGS += -march=armv8.2-a+fp16

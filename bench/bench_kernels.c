@@ -24,6 +24,7 @@ double peak_fma_avx2(long iters);
 double peak_int8_avx2(long iters);
 double peak_fma_avx512(long iters);
 double peak_int8_avx512(long iters);
+double peak_int8_avx2vnni_level(long iters);
 #endif
 
 /* One thread: its CPU time, so that time the scheduler gives to other processes of a shared
@@ -184,6 +185,8 @@ static void peak_part(void *ctx, int id)
         s = j->int8 ? peak_int8_avx512(j->iters) : peak_fma_avx512(j->iters);
     else if (!strcmp(j->level, "avx2"))
         s = j->int8 ? peak_int8_avx2(j->iters) : peak_fma_avx2(j->iters);
+    else if (!strcmp(j->level, "avx2vnni")) /* the AVX2 level's FMA, its own int8 dot */
+        s = j->int8 ? peak_int8_avx2vnni_level(j->iters) : peak_fma_avx2(j->iters);
 #endif
     j->sink[id] = s;
 }
@@ -196,7 +199,7 @@ static double peak(team *t, const char *level, int int8, int reps)
     level = limit_level(level);
     if (!strcmp(level, "avx512"))
         per_iter = int8 ? 12.0 * 128 : 12.0 * 32;
-    else if (!strcmp(level, "avx2"))
+    else if (!strcmp(level, "avx2") || !strcmp(level, "avx2vnni"))
         per_iter = int8 ? 12.0 * 64 : 10.0 * 16;
     else
         return 0;

@@ -13,13 +13,14 @@ double read_sum_avx512(const void *buf, size_t bytes);
 #endif
 
 /* Reads bytes (a multiple of 256) at buf with the widest loads of the kernel level ("gfni" is
- * the AVX-512 level plus one kernel); returns a checksum so the reads cannot be removed. */
+ * the AVX-512 level plus one kernel, "avx2vnni" the AVX2 level plus two); returns a checksum so
+ * the reads cannot be removed. */
 static inline double read_bytes(const char *level, const void *buf, size_t bytes)
 {
 #if defined(__x86_64__)
     if (!strcmp(level, "avx512") || !strcmp(level, "gfni"))
         return read_sum_avx512(buf, bytes);
-    if (!strcmp(level, "avx2"))
+    if (!strcmp(level, "avx2") || !strcmp(level, "avx2vnni"))
         return read_sum_avx2(buf, bytes);
 #else
     (void)level;

@@ -14,7 +14,8 @@
 /* Each architecture's levels form a ladder; force names the highest level allowed. */
 static int allowed(const char *force, const char *level)
 {
-    static const char *const ladders[][5] = {{"ref", "avx2", "avx512", "gfni", NULL}, {"ref", "neon", "dot", NULL}};
+    static const char *const ladders[][6] = {{"ref", "avx2", "avx2vnni", "avx512", "gfni", NULL},
+                                             {"ref", "neon", "dot", NULL}};
     if (!force || !*force)
         return 1;
     for (int l = 0; l < 2; l++) {

@@ -8,6 +8,11 @@
 #include "kernels_isa.h"
 
 void avx2_fill(kernel_table *t);
+void avx2vnni_fill(kernel_table *t);
+void avx2vnni_evex_fill(kernel_table *t);
+double peak_int8_avx2vnni(long iters);
+double peak_int8_avx2vnni_evex(long iters);
+extern const int avx2vnni_vex_built;
 void avx512_fill(kernel_table *t);
 void gfni_fill(kernel_table *t);
 
@@ -46,6 +51,22 @@ static int cpu_has_avx512(void)
     return f && bw && vl && vnni;
 }
 
+/* AVX-VNNI (cpuid leaf 7 sub-leaf 1, EAX bit 4; the VEX-encoded 256-bit vpdpbusd), usable
+ * when this build has the VEX kernels (kernels/avx2vnni/vex.c); asked only after cpu_has_avx2
+ * (the OS saves YMM state, leaf 7 exists). */
+static int cpu_has_avxvnni(void)
+{
+    unsigned a, b, c, d;
+    __cpuid_count(7, 0, a, b, c, d);
+    if (a < 1 || !avx2vnni_vex_built)
+        return 0;
+    __cpuid_count(7, 1, a, b, c, d);
+    (void)b;
+    (void)c;
+    (void)d;
+    return (a >> 4) & 1;
+}
+
 /* GFNI (cpuid leaf 7, ECX bit 8); asked only after cpu_has_avx512. */
 static int cpu_has_gfni(void)
 {
@@ -64,7 +85,15 @@ void isa_fill(kernel_table *t, const char *force, int (*allowed)(const char *, c
         isa_append(available, cap, "avx2");
         if (allowed(force, "avx2"))
             avx2_fill(t);
-        if (cpu_has_avx512()) {
+        /* The avx2vnni level in the encoding the CPU runs: VEX with AVX-VNNI, else EVEX on
+         * AVX-512 VNNI CPUs (which then take the avx512 level above it). */
+        int vex = cpu_has_avxvnni(), evex = cpu_has_avx512();
+        if (vex || evex) {
+            isa_append(available, cap, "avx2vnni");
+            if (allowed(force, "avx2vnni"))
+                (vex ? avx2vnni_fill : avx2vnni_evex_fill)(t);
+        }
+        if (evex) {
             isa_append(available, cap, "avx512");
             if (allowed(force, "avx512"))
                 avx512_fill(t);
@@ -75,5 +104,13 @@ void isa_fill(kernel_table *t, const char *force, int (*allowed)(const char *, c
             }
         }
     }
+}
+
+/* bench_kernels' int8 peak loop of the avx2vnni level, in the encoding isa_fill chooses
+ * (int8 ops = iters * 12 * 64). */
+double peak_int8_avx2vnni_level(long iters);
+double peak_int8_avx2vnni_level(long iters)
+{
+    return cpu_has_avxvnni() ? peak_int8_avx2vnni(iters) : peak_int8_avx2vnni_evex(iters);
 }
 #endif

@@ -16,7 +16,7 @@
 #include "util.h"
 
 /* Every level name any architecture's ladder knows; those not available are reported SKIP. */
-static const char *const known_levels[] = {"avx2", "avx512", "gfni", "neon", "dot"};
+static const char *const known_levels[] = {"avx2", "avx2vnni", "avx512", "gfni", "neon", "dot"};
 
 #define CANARY 0x7fbadc0du /* a NaN payload no kernel produces */
 #define GUARD 19           /* canary floats before and after each output buffer */

@@ -1,6 +1,6 @@
-/* gemv_q.h (avx2; also included by kernels/avx512/gemm.c with GEMV_VNNI 1 for vpdpbusd block
- * dots, else GEMV_VNNI 0 for maddubs): the m = 1 path of gemm_q8/q4 (at AVX-512 only q8 uses
- * it). Blocks go in steps of 8: 8 exact int32 block dots reduced by an hadd tree to one vector
+/* gemv_q.h (avx2; included through gemm_q.h, and by kernels/avx512/gemm.c, with GEMV_VNNI 1
+ * for vpdpbusd block dots, else GEMV_VNNI 0 for maddubs): the m = 1 path of gemm_q8/q4 (at
+ * AVX-512 only q8 uses it). Blocks go in steps of 8: 8 exact int32 block dots reduced by an hadd tree to one vector
  * (q8: lane q = block q; q4: a fixed permutation, see gemv_row_q4), converted once, times the 8
  * scale products in one FMA. One element = over super-chunks of SC blocks in order: an 8-lane
  * accumulator over its steps, hsum8, summed in C; bias last. */
@@ -11,6 +11,18 @@
 
 #include "kernels.h"
 #include "simd.h"
+
+/* vpdpbusd on 256 bits (acc + the dword sums of 4 products u8 x s8) in the encoding the file is
+ * built for: EVEX (AVX-512 VNNI + VL) or VEX (AVX-VNNI). Same operation, same results. */
+#if GEMV_VNNI
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define dpbusd256(acc, u, s) _mm256_dpbusd_epi32(acc, u, s)
+#elif defined(__AVXVNNI__)
+#define dpbusd256(acc, u, s) _mm256_dpbusd_avx_epi32(acc, u, s)
+#else
+#error "GEMV_VNNI needs -mavxvnni or -mavx512vnni -mavx512vl"
+#endif
+#endif
 
 enum { SC = 256 }; /* blocks per super-chunk: the per-block activation data fits the stack */
 
@@ -61,7 +73,7 @@ static inline __m256i block_dot(__m256i av, const blk_q8 *b)
 {
     __m256i wv = _mm256_loadu_si256((const __m256i *)b->qs);
 #if GEMV_VNNI
-    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_xor_si256(wv, _mm256_set1_epi8((char)0x80)), av);
+    return dpbusd256(_mm256_setzero_si256(), _mm256_xor_si256(wv, _mm256_set1_epi8((char)0x80)), av);
 #else
     const __m256i ones = _mm256_set1_epi16(1);
     return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(av, wv)), ones);
@@ -121,7 +133,7 @@ static inline __m256i q4_pair_dot(__m256i x, const int8_t *ap)
     __m256i lo = _mm256_and_si256(x, m4), hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
     __m256i al = _mm256_loadu_si256((const __m256i *)ap), ah = _mm256_loadu_si256((const __m256i *)(ap + 32));
 #if GEMV_VNNI
-    return _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, al), hi, ah);
+    return dpbusd256(dpbusd256(_mm256_setzero_si256(), lo, al), hi, ah);
 #else
     /* A pair sum of maddubs is at most 2 * 15 * 128 = 3840: lo + hi fits int16. */
     __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, al), _mm256_maddubs_epi16(hi, ah));
