@@ -55,6 +55,11 @@ typedef struct vlm_info {
     int kv_cache;        /* VLM_KV_F16, VLM_KV_F32 or VLM_KV_Q8: the KV cache's element type now */
 } vlm_info;
 
+/* A good n_threads for vlm_open: the fast CPUs this process may run on (the big and prime cores
+ * of a big.LITTLE CPU, the performance cores of an Intel hybrid one: src/pool.h says how they
+ * are found), or every CPU it may run on when they cannot be told apart. */
+int vlm_default_threads(void);
+
 /* Opens a .vlm file (validated completely) with n_threads worker threads (>= 1). */
 int vlm_open(const char *path, int n_threads, vlm_model **out, vlm_error *err);
 void vlm_close(vlm_model *m);

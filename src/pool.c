@@ -234,32 +234,130 @@ static void pool_run(pool *p, size_t n, size_t grain, int guided, pool_fn fn, vo
     }
 }
 
+/* The text of a small sysfs file root/rel (whitespace trimmed) in buf; 0, or -1 if unreadable. */
+static int read_sysfs(const char *root, const char *rel, char *buf, size_t cap)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s%s", root, rel);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, cap - 1, f);
+    fclose(f);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        n--;
+    buf[n] = 0;
+    return n > 0 ? 0 : -1;
+}
+
+/* Parses a kernel CPU list ("0-3,8,10-11") into set[0:n] (CPUs >= n ignored); -1 if malformed. */
+static int parse_cpulist(const char *s, unsigned char *set, int n)
+{
+    while (*s) {
+        char *end;
+        long a = strtol(s, &end, 10), b = a;
+        if (end == s || a < 0)
+            return -1;
+        s = end;
+        if (*s == '-') {
+            b = strtol(s + 1, &end, 10);
+            if (end == s + 1 || b < a)
+                return -1;
+            s = end;
+        }
+        for (long c = a; c <= b && c < n; c++)
+            set[c] = 1;
+        if (*s == ',')
+            s++;
+        else if (*s)
+            return -1;
+    }
+    return 0;
+}
+
+/* values[c] = the integer in root/sys/devices/system/cpu/cpu<c>/<leaf> for each CPU c in
+ * online; 0 if every one was read, -1 otherwise. */
+static int read_per_cpu(const char *root, const char *leaf, const unsigned char *online, int n, long *values)
+{
+    for (int c = 0; c < n; c++) {
+        if (!online[c])
+            continue;
+        char rel[128], buf[32], *end;
+        snprintf(rel, sizeof rel, "/sys/devices/system/cpu/cpu%d/%s", c, leaf);
+        if (read_sysfs(root, rel, buf, sizeof buf))
+            return -1;
+        values[c] = strtol(buf, &end, 10);
+        if (end == buf || *end || values[c] <= 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* fast[c] = 1 for the online CPUs c with values[c] >= pct % of the largest; their count, or 0
+ * when all online CPUs have the same value (nothing to tell apart). */
+static int keep_fastest(const long *values, const unsigned char *online, int n, int pct, unsigned char *fast)
+{
+    long best = 0, worst = 0;
+    for (int c = 0; c < n; c++)
+        if (online[c]) {
+            best = values[c] > best ? values[c] : best;
+            worst = !worst || values[c] < worst ? values[c] : worst;
+        }
+    if (best == worst)
+        return 0;
+    int count = 0;
+    for (int c = 0; c < n; c++) {
+        fast[c] = online[c] && values[c] * 100 >= best * pct;
+        count += fast[c];
+    }
+    return count;
+}
+
+int pool_fast_cpus(const char *root, int n, unsigned char *fast)
+{
+    unsigned char online[POOL_MAX_CPUS] = {0};
+    long values[POOL_MAX_CPUS];
+    char buf[4096];
+    if (n > POOL_MAX_CPUS)
+        n = POOL_MAX_CPUS;
+    for (int c = 0; c < n; c++)
+        fast[c] = 0;
+    if (read_sysfs(root, "/sys/devices/system/cpu/online", buf, sizeof buf) || parse_cpulist(buf, online, n))
+        return 0;
+    /* Intel hybrid CPUs: the kernel's PMU lists the performance cores itself. */
+    if (!read_sysfs(root, "/sys/devices/cpu_core/cpus", buf, sizeof buf) && !parse_cpulist(buf, fast, n)) {
+        int count = 0;
+        for (int c = 0; c < n; c++) {
+            fast[c] &= online[c];
+            count += fast[c];
+        }
+        if (count)
+            return count;
+    }
+    /* The scheduler's capacity (arm64: core type x frequency from the device tree; the same 1024
+     * everywhere when unknown): a LITTLE core has a third to a half of a big one's. */
+    int count = 0;
+    if (!read_per_cpu(root, "cpu_capacity", online, n, values))
+        count = keep_fastest(values, online, n, 60, fast);
+    /* Maximum frequencies: LITTLE cores run at 55-75% of the fastest core's, the big cores of a
+     * phone beside a prime core at 82-95%. */
+    if (!count && !read_per_cpu(root, "cpufreq/cpuinfo_max_freq", online, n, values))
+        count = keep_fastest(values, online, n, 80, fast);
+    return count;
+}
+
 int pool_default_threads(void)
 {
-    long online = sysconf(_SC_NPROCESSORS_ONLN);
-    if (online < 1)
-        online = 1;
-    if (online > 1024)
-        online = 1024;
-    long best = 0;
-    int n_best = 0;
-    for (long cpu = 0; cpu < online; cpu++) {
-        char path[96];
-        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%ld/cpufreq/cpuinfo_max_freq", cpu);
-        FILE *f = fopen(path, "r");
-        long khz = 0;
-        if (!f)
-            return (int)online;
-        int ok = fscanf(f, "%ld", &khz) == 1;
-        fclose(f);
-        if (!ok)
-            return (int)online;
-        if (khz > best) {
-            best = khz;
-            n_best = 1;
-        } else if (khz == best) {
-            n_best++;
-        }
+    static unsigned char fast[POOL_MAX_CPUS];
+    int n_fast = pool_fast_cpus("", POOL_MAX_CPUS, fast);
+    cpu_set_t set;
+    int have_set = sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0;
+    if (n_fast && have_set) {
+        /* Only the fast CPUs this process may run on; all it may run on if none of them. */
+        int n = 0;
+        for (int c = 0; c < POOL_MAX_CPUS && c < CPU_SETSIZE; c++)
+            n += fast[c] && CPU_ISSET(c, &set);
+        return n ? n : CPU_COUNT(&set);
     }
-    return n_best > 0 ? n_best : (int)online;
+    return n_fast ? n_fast : usable_cpus();
 }

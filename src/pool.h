@@ -12,11 +12,19 @@ typedef struct pool pool;
 /* fn computes items [i0, i1) of the job described by ctx. */
 typedef void (*pool_fn)(void *ctx, size_t i0, size_t i1);
 
-/* The default thread count: the number of online CPUs running at the highest maximum
- * frequency (the big cores of a big.LITTLE board, read from
- * /sys/devices/system/cpu/cpuN/cpufreq/cpuinfo_max_freq), or all online CPUs when the
- * frequencies cannot be read. */
+enum { POOL_MAX_CPUS = 1024 };
+
+/* The default thread count: the fast CPUs (pool_fast_cpus) this process may run on, or every
+ * CPU it may run on when none can be told apart or none of them is allowed. */
 int pool_default_threads(void);
+
+/* The fast CPUs among the online ones (sysfs under root: "" for this machine, a directory
+ * prefix in tests): fast[c] = 1 for c < n (n <= POOL_MAX_CPUS). Decided by the first source
+ * that tells CPUs apart: Intel's hybrid PMU list of performance cores
+ * (/sys/devices/cpu_core/cpus), else the scheduler's cpu_capacity (>= 60% of the largest),
+ * else cpufreq's cpuinfo_max_freq (>= 80% of the highest). Returns their count, or 0 when no
+ * source tells the online CPUs apart (all alike, or unreadable): then every CPU is fast. */
+int pool_fast_cpus(const char *root, int n, unsigned char *fast);
 
 /* n_threads >= 1 (including the caller), capped at the CPUs the process may run on.
  * Returns NULL if threads cannot be created. */

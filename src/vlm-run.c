@@ -34,7 +34,7 @@ static void usage(FILE *f)
             "  -p TEXT            question (MobileVLM conversation template) or raw text (text-only models)\n"
             "  --chat             chat even with -p (PROMPT is the first question)\n"
             "  -n N               max new tokens per answer (default 256; 0 = until EOS or the context is full)\n"
-            "  -t N               threads (default: the fast cores, or all online CPUs)\n"
+            "  -t N               threads (default: the fast cores, or all usable CPUs)\n"
             "  --kv-cache T       f16 (default: half the memory and the attention reads per token),\n"
             "                     f32 (keys and values exact, as the reference implementation computes) or\n"
             "                     q8 (int8, an f16 scale per 32 values: 0.53 of f16's bytes, less exact;\n"
@@ -65,40 +65,6 @@ static double now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
-
-/* Threads by default: the cores of the fastest clusters. On big.LITTLE boards the slow cores
- * would hold the fast ones back at every barrier, so cores whose maximum frequency is the
- * lowest of several distinct values are left out; elsewhere every online CPU. */
-static int default_threads(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n < 1)
-        return 1;
-    if (n > 256)
-        n = 256;
-    long freq[256];
-    long lo = -1, hi = -1;
-    for (long i = 0; i < n; i++) {
-        char path[96];
-        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%ld/cpufreq/cpuinfo_max_freq", i);
-        FILE *f = fopen(path, "r");
-        freq[i] = -1;
-        if (!f || fscanf(f, "%ld", &freq[i]) != 1)
-            freq[i] = -1;
-        if (f)
-            fclose(f);
-        if (freq[i] < 0)
-            return (int)n; /* unknown topology: all of them */
-        lo = lo < 0 || freq[i] < lo ? freq[i] : lo;
-        hi = freq[i] > hi ? freq[i] : hi;
-    }
-    if (lo == hi)
-        return (int)n;
-    int fast = 0;
-    for (long i = 0; i < n; i++)
-        fast += freq[i] > lo;
-    return fast > 0 ? fast : (int)n;
 }
 
 typedef struct options {
@@ -428,7 +394,7 @@ static int parse(int argc, char **argv, options *o, int *exit_now)
 {
     *exit_now = 0;
     o->exif = IMAGE_EXIF_APPLY;
-    o->threads = default_threads();
+    o->threads = vlm_default_threads();
     o->kv_cache = VLM_KV_F16;
     o->rq = (vlm_request){.top_p = 1.0f, .max_new_tokens = 256};
     o->images = calloc((size_t)argc, sizeof *o->images);

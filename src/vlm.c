@@ -12,6 +12,7 @@
 
 #include "image.h"
 #include "model.h"
+#include "pool.h"
 #include "preprocess.h"
 #include "util.h"
 #include "vlm.h"
@@ -84,6 +85,11 @@ static double now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+int vlm_default_threads(void)
+{
+    return pool_default_threads();
 }
 
 /* Opens the model and allocates the per-position bookkeeping (context-sized, small next to the
