@@ -63,10 +63,12 @@ void hardsigmoid_ref(size_t i0, size_t i1, float *x)
         x[i] = relu6(x[i] + 3.0f) / 6.0f;
 }
 
+/* -0 and NaN give +0, as a vector max(x, 0) does. Not fmaxf: C leaves fmaxf(-0, +0) to the
+ * library, and clang's build returned -0 where GCC's returned +0. */
 void relu_ref(size_t i0, size_t i1, float *x)
 {
     for (size_t i = i0; i < i1; i++)
-        x[i] = fmaxf(x[i], 0.0f);
+        x[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
 void silu_mul_ref(size_t i0, size_t i1, float *gate, const float *up)
