@@ -1,7 +1,8 @@
 /* jpeg.c: the JPEG decoder (ITU T.81): baseline, extended 8-bit and progressive Huffman
  * coding, any legal sampling factors, restart intervals with libjpeg-style resynchronisation,
  * Adobe RGB/YCbCr/CMYK/YCCK. Output reproduces Pillow 9.4 on libjpeg-turbo 2.1.5 defaults:
- * accurate integer IDCT, fancy (triangle) chroma upsampling, fixed-point YCbCr->RGB. The IDCT
+ * accurate integer IDCT, fancy (triangle) chroma upsampling, fixed-point YCbCr->RGB, block
+ * smoothing of progressive files left with inexact low-frequency coefficients. The IDCT
  * and the fused upsampling + colour conversion have SSE2 (x86-64) and NEON (aarch64) versions
  * that reproduce the same integer results (docs/images-jpeg.md explains why they are exact).
  * Untrusted input: every size is checked before allocating, every read is bounds-checked and
@@ -108,6 +109,12 @@ typedef struct jpeg_component {
     uint8_t *plane;     /* (pbh*8, pbw*8) decoded samples */
     size_t stride;      /* pbw*8 */
     int16_t *coefs;     /* (pbh, pbw, 64) coefficients in natural order (buffered mode only) */
+    /* Progressive mode: the successive-approximation bit Al of the last scan that coded each of
+     * zigzag coefficients 0..9 (-1: never coded), and the same values as they were before the
+     * last scan of this component (libjpeg's coef_bits and its "previous scan" copy). They
+     * decide whether and how block smoothing estimates missing low-frequency coefficients. */
+    int coef_bits[10];
+    int prev_bits[10];
     int dc_tab, ac_tab; /* tables of the current scan */
     int dc_pred;
 } jpeg_component;
@@ -135,6 +142,8 @@ typedef struct jpeg_dec {
     jpeg_component comp[JPEG_MAX_COMPONENTS];
     int buffered;          /* coefficients kept for the whole image (progressive/multi-scan) */
     int scans;
+    int last_good_imcu;    /* iMCU row of the last MCU decoded from real data (libjpeg's
+                              last_good_iMCU_row: later rows smooth with prev_bits) */
     uint64_t block_budget; /* block visits left across all scans (bounds hostile inputs) */
     int any_insufficient;  /* some entropy-coded data was missing */
     int stream_done;       /* the single-scan (streamed) frame has been fully decoded */
@@ -1381,6 +1390,8 @@ static int parse_sof(jpeg_dec *d, int marker, const uint8_t *p, size_t n)
         c->hr = d->hmax / c->h;
         c->vr = d->vmax / c->v;
         c->stride = (size_t)c->pbw * 8;
+        for (int k = 0; k < 10; k++)
+            c->coef_bits[k] = c->prev_bits[k] = -1;
     }
     /* Color space as libjpeg's default_decompress_parms chooses it. */
     if (d->ncomp == 1) {
@@ -1494,9 +1505,14 @@ static void process_restart(jpeg_dec *d, jpeg_scan *sc, scan_state *st)
         m = find_marker(d->buf, d->len, &pos);
     }
     br_init(br, d->buf + pos, d->buf + d->len);
-    /* Left against a marker: the next interval has no data (libjpeg keeps the flag set). */
+    /* Left against a marker: the next interval reads zero bits. libjpeg's process_restart
+     * clears its out-of-data flag only when the restart marker was found, and otherwise leaves
+     * it as it was: if the data had not run out yet, the first MCU of the interval is still
+     * decoded (from the zero bits; running into them then sets the flag), else it and the
+     * rest of the interval are skipped. */
     br->at_marker = m != 0;
-    st->insufficient = m != 0;
+    if (m == 0)
+        st->insufficient = 0;
     st->next_rst = (st->next_rst + 1) & 7;
     st->restarts_to_go = d->restart_interval;
     st->eobrun = 0;
@@ -1546,6 +1562,9 @@ static int decode_scan(jpeg_dec *d, jpeg_scan *sc, size_t *pos)
 
     for (int my = 0; my < my_n; my++) {
         for (int mx = 0; mx < mx_n; mx++) {
+            /* Before the restart check, as libjpeg's consume_data notes it before decode_mcu. */
+            if (!st.insufficient)
+                d->last_good_imcu = single ? my / sc->c[0]->v : my;
             if (d->restart_interval) {
                 if (st.restarts_to_go == 0)
                     process_restart(d, sc, &st);
@@ -1780,11 +1799,192 @@ static const char *unsupported_sof_name(int m)
     }
 }
 
-/* Coefficient mode: the IDCT of every block once all scans are in. */
+/* Records which coefficients a progressive scan codes, as libjpeg's start_pass_phuff_decoder
+ * does, for block smoothing: for each component of the scan, prev_bits[1..9] (and [0] for a DC
+ * scan) take the current values (0 in the first scan of the file), then coef_bits[Ss..Se]
+ * become Al. Called once per scan after d->scans counts it. */
+static void note_scan_bits(jpeg_dec *d, const jpeg_scan *sc)
+{
+    for (int i = 0; i < sc->ns; i++) {
+        jpeg_component *c = sc->c[i];
+        for (int k = sc->ss < 1 ? sc->ss : 1; k < 10; k++)
+            c->prev_bits[k] = d->scans > 1 ? c->coef_bits[k] : 0;
+        for (int k = sc->ss; k <= sc->se && k < 10; k++)
+            c->coef_bits[k] = sc->al;
+    }
+}
+
+/* Block smoothing (libjpeg's BLOCK_SMOOTHING_SUPPORTED, on by default, so Pillow applies it):
+ * when a progressive file ends with some of zigzag coefficients 1..9 not known to full
+ * precision (never sent, or last sent with Al > 0), libjpeg estimates those that are still
+ * zero from the DC values of the 5x5 neighbourhood of blocks before the IDCT. When none of
+ * 1..9 was ever sent ("DC only"), it uses wider kernels, estimates 1..9 and also re-estimates
+ * the DC. Each table below is one estimate: the weights of the 5x5 DC neighbourhood (rows
+ * -2..+2, columns -2..+2). The arithmetic is libjpeg-turbo 2.1's decompress_smooth_data. */
+static const int8_t smooth_ac[5][5][5] = {
+    /* coefficient 1 (natural position 1) */
+    {{0}, {0}, {-7, 50, 0, -50, 7}, {0}, {0}},
+    /* 2 (position 8) */
+    {{0, 0, -7, 0, 0}, {0, 0, 50, 0, 0}, {0}, {0, 0, -50, 0, 0}, {0, 0, 7, 0, 0}},
+    /* 3 (position 16) */
+    {{0, 0, -1, 0, 0}, {0, 0, 13, 0, 0}, {0, 0, -24, 0, 0}, {0, 0, 13, 0, 0}, {0, 0, -1, 0, 0}},
+    /* 4 (position 9) */
+    {{0, -1, 0, 1, 0}, {-1, 10, 0, -10, 1}, {0}, {1, -10, 0, 10, -1}, {0, 1, 0, -1, 0}},
+    /* 5 (position 2) */
+    {{0}, {0}, {-1, 13, -24, 13, -1}, {0}, {0}},
+};
+static const int8_t smooth_dc_only[9][5][5] = {
+    /* 1 */ {{-1, -1, 0, 1, 1}, {-3, 13, 0, -13, 3}, {-3, 38, 0, -38, 3}, {-3, 13, 0, -13, 3},
+             {-1, -1, 0, 1, 1}},
+    /* 2 */ {{-1, -3, -3, -3, -1}, {-1, 13, 38, 13, -1}, {0}, {1, -13, -38, -13, 1},
+             {1, 3, 3, 3, 1}},
+    /* 3 */ {{0, 0, 1, 0, 0}, {0, 2, 7, 2, 0}, {0, -5, -14, -5, 0}, {0, 2, 7, 2, 0},
+             {0, 0, 1, 0, 0}},
+    /* 4 */ {{-1, 0, 0, 0, 1}, {0, 9, 0, -9, 0}, {0}, {0, -9, 0, 9, 0}, {1, 0, 0, 0, -1}},
+    /* 5 */ {{0}, {0, 2, -5, 2, 0}, {1, 7, -14, 7, 1}, {0, 2, -5, 2, 0}, {0}},
+    /* 6 */ {{0}, {0, 1, 0, -1, 0}, {0, 2, 0, -2, 0}, {0, 1, 0, -1, 0}, {0}},
+    /* 7 */ {{0}, {0, 1, -3, 1, 0}, {0}, {0, -1, 3, -1, 0}, {0}},
+    /* 8 */ {{0}, {0, 1, 0, -1, 0}, {0, -3, 0, 3, 0}, {0, 1, 0, -1, 0}, {0}},
+    /* 9 */ {{0}, {0, 1, 2, 1, 0}, {0}, {0, -1, -2, -1, 0}, {0}},
+};
+/* The DC re-estimate of the DC-only case (weights sum to 256: a flat area keeps its DC). */
+static const int16_t smooth_dc[5][5] = {{-2, -6, -8, -6, -2},
+                                        {-6, 6, 42, 6, -6},
+                                        {-8, 42, 152, 42, -8},
+                                        {-6, 6, 42, 6, -6},
+                                        {-2, -6, -8, -6, -2}};
+
+/* One estimate: round(q00 * sum(w * dc) / (256 * qk)) with the sign handled separately, capped
+ * below 2^al when al > 0 (the value must fit in the bits not yet sent). The int64 quotient is
+ * narrowed to int and later to the 16-bit coefficient by wrapping, as libjpeg's casts do (only
+ * reachable with absurd DC values from corrupt files). */
+static int smooth_predict(int64_t q00, int64_t qk, const int dc[5][5], const int8_t w8[5][5],
+                          const int16_t w16[5][5], int al)
+{
+    int64_t sum = 0;
+    for (int r = 0; r < 5; r++)
+        for (int x = 0; x < 5; x++)
+            sum += (int64_t)dc[r][x] * (w8 ? w8[r][x] : w16[r][x]);
+    int64_t num = q00 * sum;
+    int neg = num < 0;
+    uint64_t mag = neg ? (uint64_t)0 - (uint64_t)num : (uint64_t)num;
+    uint64_t quot = ((uint64_t)qk * 128 + mag) / ((uint64_t)qk * 256);
+    int pred = (int)(uint32_t)quot;
+    if (al > 0 && pred >= (1 << al))
+        pred = (1 << al) - 1;
+    return neg ? (int)(0u - (unsigned)pred) : pred;
+}
+
+/* Whether libjpeg's smoothing_ok holds at the end of the file: progressive, every component
+ * has (part of) its DC, the DC and coefficients 1..9 have non-zero quantizers, and some
+ * component has one of coefficients 1..9 not known exactly. */
+static int smoothing_wanted(const jpeg_dec *d)
+{
+    static const uint8_t pos[10] = {0, 1, 8, 16, 9, 2, 3, 10, 17, 24};
+    int useful = 0;
+    if (!d->progressive)
+        return 0;
+    for (int i = 0; i < d->ncomp; i++) {
+        const jpeg_component *c = &d->comp[i];
+        for (int k = 0; k < 10; k++)
+            if ((uint16_t)c->q[pos[k]] == 0)
+                return 0;
+        if (c->coef_bits[0] < 0)
+            return 0;
+        for (int k = 1; k < 10; k++)
+            useful |= c->coef_bits[k] != 0;
+    }
+    return useful;
+}
+
+/* IDCT of component c with block smoothing, block row by block row. The 5x5 neighbourhood is
+ * chosen exactly as libjpeg-turbo 2.1.5 (Pillow 9.4's library) chooses it, including two edge
+ * quirks that libjpeg-turbo 3.0.1 later fixed (its commits "Fix block smoothing w/vert.-
+ * subsampled prog. JPEGs" and "Fix interblock smoothing with narrow prog. JPEGs"):
+ * - rows: within iMCU row r (v block rows, fewer in the last one), the row two above is taken
+ *   only when the block row inside the iMCU row is > 1 or r > 1 (else the row above is used
+ *   again), the row two below only when the block row is < rows - 2 or r + 1 < last iMCU row
+ *   (else the row below again); so with v = 2 the second and second-to-last iMCU rows see a
+ *   nearer row. The row above/below exist unless at the very top/bottom of the image. Rows
+ *   below the image inside the MCU padding (dummy blocks of interleaved scans) are read.
+ * - columns: replicated at the edges, except that a component exactly 2 blocks wide sees
+ *   columns (0,0,0,1,0) around block 0 and (0,0,1,0,0) around block 1. */
+static void smooth_component(const jpeg_dec *d, jpeg_component *c)
+{
+    static const uint8_t pos[10] = {0, 1, 8, 16, 9, 2, 3, 10, 17, 24};
+    static const int8_t cols2[2][5] = {{0, 0, 0, 1, 0}, {0, 0, 1, 0, 0}};
+    int last_imcu = d->mcuy - 1, v = c->v, last_col = c->bw - 1;
+    for (int r = 0; r <= last_imcu; r++) {
+        int rows = v;
+        if (r == last_imcu) {
+            rows = c->bh % v;
+            if (rows == 0)
+                rows = v;
+        }
+        /* Rows beyond the last good iMCU row use the bits as before the last scan (that
+         * scan's data ended early there); after a file's only scan, nothing counts as known
+         * (libjpeg's smoothing_ok latches -1 when input_scan_number is 1). */
+        static const int unknown[10] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+        const int *bits = c->coef_bits;
+        if (r > d->last_good_imcu)
+            bits = d->scans > 1 ? c->prev_bits : unknown;
+        int dc_only = 1;
+        for (int k = 1; k < 10; k++)
+            dc_only &= bits[k] == -1;
+        int64_t q00 = (uint16_t)c->q[0];
+        for (int b = 0; b < rows; b++) {
+            int by = r * v + b;
+            int nb[5]; /* block rows of the neighbourhood: -2, -1, 0, +1, +2 */
+            nb[2] = by;
+            nb[1] = (b > 0 || r > 0) ? by - 1 : by;
+            nb[0] = (b > 1 || r > 1) ? by - 2 : nb[1];
+            nb[3] = (b < rows - 1 || r < last_imcu) ? by + 1 : by;
+            nb[4] = (b < rows - 2 || r + 1 < last_imcu) ? by + 2 : nb[3];
+            for (int k = 0; k < 5; k++)
+                if (nb[k] < 0 || nb[k] >= c->pbh)
+                    nb[k] = by; /* cannot happen (rows exist in the padded grid); stay inside */
+            for (int bx = 0; bx < c->bw; bx++) {
+                int dc[5][5];
+                for (int x = 0; x < 5; x++) {
+                    int col = bx + x - 2;
+                    if (c->bw == 2)
+                        col = cols2[bx][x];
+                    col = col < 0 ? 0 : col > last_col ? last_col : col;
+                    for (int y = 0; y < 5; y++)
+                        dc[y][x] = c->coefs[((size_t)nb[y] * c->pbw + col) * 64];
+                }
+                int16_t ws[64];
+                memcpy(ws, c->coefs + ((size_t)by * c->pbw + bx) * 64, sizeof ws);
+                int nk = dc_only ? 9 : 5;
+                for (int k = 1; k <= nk; k++) {
+                    if (bits[k] == 0 || ws[pos[k]] != 0)
+                        continue;
+                    int p = smooth_predict(q00, (uint16_t)c->q[pos[k]], (const int(*)[5])dc,
+                                           dc_only ? smooth_dc_only[k - 1] : smooth_ac[k - 1],
+                                           NULL, bits[k]);
+                    ws[pos[k]] = (int16_t)(uint16_t)(unsigned)p;
+                }
+                if (dc_only)
+                    ws[0] = (int16_t)(uint16_t)(unsigned)smooth_predict(
+                        q00, q00, (const int(*)[5])dc, NULL, smooth_dc, 0);
+                idct_block(ws, c->q, c->plane + (size_t)by * 8 * c->stride + (size_t)bx * 8,
+                           c->stride);
+            }
+        }
+    }
+}
+
+/* Coefficient mode: the IDCT of every block once all scans are in (with libjpeg's block
+ * smoothing when a progressive file left low-frequency coefficients inexact). */
 static void finish_buffered(jpeg_dec *d)
 {
+    int smooth = smoothing_wanted(d);
     for (int i = 0; i < d->ncomp; i++) {
         jpeg_component *c = &d->comp[i];
+        if (smooth) {
+            smooth_component(d, c);
+            continue;
+        }
         for (int by = 0; by < c->bh; by++)
             for (int bx = 0; bx < c->bw; bx++)
                 idct_block(c->coefs + ((size_t)by * c->pbw + bx) * 64, c->q,
@@ -1863,6 +2063,8 @@ static int decode_all(jpeg_dec *d)
             if (++d->scans > JPEG_MAX_SCANS)
                 return vlm_fail(d->e, VLM_EFORMAT, "%s: JPEG has more than %d scans", d->name,
                                 JPEG_MAX_SCANS);
+            if (d->progressive)
+                note_scan_bits(d, &sc);
             rc = decode_scan(d, &sc, &pos);
         } else if (m >= 0xE0 || m == 0xFE || m == 0xDC || m == 0xCC) {
             if (m >= 0xE0 && m <= 0xEF)
