@@ -309,13 +309,14 @@ static int huff_decode_slow(bitreader *br, const huff_table *t)
             return t->vals[(c + t->valoffset[l]) & 255];
         }
     }
-    /* Not a code: libjpeg substitutes a zero symbol; so do we, skipping the bits. */
-    br->acc <<= 16;
-    br->bits -= 16;
+    /* Not a code: libjpeg reads one more bit (its sentinel length 17) before giving up and
+     * substitutes a zero symbol; so do we, consuming the same 17 bits (callers have >= 32). */
+    br->acc <<= 17;
+    br->bits -= 17;
     return 0;
 }
 
-/* Decodes one symbol; the caller has ensured bits >= 16. */
+/* Decodes one symbol; the caller has ensured bits >= 17 (every caller refills below 32). */
 static inline int huff_decode(bitreader *br, const huff_table *t)
 {
     unsigned e = t->fast[br->acc >> (64 - JPEG_FAST_BITS)];

@@ -1,6 +1,6 @@
 # make_smoothing_refs.py: regression JPEGs (and their Pillow decodes) for libjpeg-turbo 2.1.5's
 # block smoothing of progressive files whose low-frequency AC coefficients are not exact at the
-# end, and for libjpeg's rule at a missing restart marker. Run inside this directory with
+# end, for libjpeg's rule at a missing restart marker and for its reading of invalid Huffman codes. Run inside this directory with
 # Debian's python3-pil 9.4 (libjpeg-turbo 2.1.5) and cjpeg from libjpeg-turbo-progs 2.1.5;
 # the photos are those of the shared assets (shared/assets/photos, beside the checkout).
 # The C tests only read the outputs; this script is kept for provenance.
@@ -53,6 +53,14 @@ case('smooth_cut_dconly_rst_33x31_gray.jpg', 'darknet_horses.jpg', B, (33, 31), 
 case('smooth_cut_acal1_rst_31x47_gray.jpg', 'darknet_horses.jpg', B, (31, 47), None, 'gacal1', 60, restart='1', cut=(2, 4), gray=True)
 case('restart_cut_baseline_40x24_420.jpg', 'sam_dog.jpg', B, (40, 24), '2x2', 'dconly', 75, restart='1', cut=1, prog=False)
 case('restart_cut_dconly_33x31_gray.jpg', 'darknet_horses.jpg', B, (33, 31), None, 'gdconly', 75, restart='1', cut=2, gray=True)
+# Corrupt data: smooth_dcal1_17x13_422.jpg with three bytes changed (a luma and a chroma quantizer
+# set to 0, one chroma DC Huffman symbol 3 -> 7): the stream desynchronises and hits codes that
+# are not in the table, which libjpeg reads as 17 bits and a zero symbol.
+d = bytearray(open('smooth_dcal1_17x13_422.jpg', 'rb').read())
+for off, old, new in [(47, 18, 0), (116, 50, 0), (225, 3, 7)]:
+    assert d[off] == old
+    d[off] = new
+open('bad_huffman_17x13_422.jpg', 'wb').write(bytes(d)); cases.append('bad_huffman_17x13_422.jpg')
 for n in cases:
     a = np.asarray(Image.open(n).convert('RGB'))
     np.save(n + '.npy', a)
