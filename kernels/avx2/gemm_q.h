@@ -17,8 +17,9 @@
  * - vpdpbusd (u8 x s8, 4 products added into int32): the weights are the unsigned operand (q4:
  *   the stored q + 8; q8: w ^ 0x80 = w + 128) and the dot starts from -8 or -128 times
  *   sum(a codes), so q8 and q4 share the tile. Each token's 8 steps form two chains of 4 (the
- *   even and the odd code groups), added at the end: one chain of 8 dependent vpdpbusd per
- *   token was longer than the out-of-order window covers.
+ *   even and the odd code groups), added at the end: a core issuing two vpdpbusd per cycle at a
+ *   latency of ~5 would otherwise need 2.5 blocks in flight to stay busy.
+ *   (On Zen 4, one ymm vpdpbusd per cycle, the EVEX build runs the same with one chain or two.)
  * Then per block, lane-wise, s = s + (float)dot * (dw * da): the reference's operations in the
  * reference's order (no FMA), so outputs equal the reference bit for bit whatever tile, range,
  * split or level reaches them. Between k-chunks the running sums live in C. */
