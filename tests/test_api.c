@@ -190,8 +190,8 @@ static void test_multi_turn(const char *path, const photo *ph)
     snprintf(answer2, sizeof answer2, "%s", r2.text);
 
     /* A fresh run on the whole conversation: another model, the history restored as text. */
-    vlm_image_embed *img2;
-    vlm_chat *c2;
+    vlm_image_embed *img2 = NULL;
+    vlm_chat *c2 = NULL, *c3 = NULL;
     rc = vlm_encode_image(fresh, ph->rgb, ph->w, ph->h, &img2, &e);
     if (!rc)
         rc = vlm_chat_new(fresh, &c2, &e);
@@ -199,6 +199,8 @@ static void test_multi_turn(const char *path, const photo *ph)
         rc = vlm_chat_add_turn(c2, Q1, img2, answer1, &e);
     TH_CHECK(rc == 0, "fresh chat: %s", e.msg);
     vlm_image_embed_free(img2); /* the chat keeps its own copy */
+    if (rc)
+        goto done;
     int nf;
     rc = vlm_chat_tokenize(c2, Q2, 0, tmp, MAXIDS, &nf, &e);
     TH_CHECK(rc == 0 && nf == n2 && !memcmp(tmp, p2, (size_t)nf * sizeof *tmp), "fresh conversation ids differ");
@@ -231,7 +233,6 @@ static void test_multi_turn(const char *path, const photo *ph)
     TH_CHECK(vlm_chat_turns(c) == 3 && vlm_chat_turns(c2) == 3, "turns %d %d", vlm_chat_turns(c), vlm_chat_turns(c2));
 
     /* Two chats alternating on one model: each still gets its own answers. */
-    vlm_chat *c3;
     vlm_chat_new(m, &c3, &e);
     rc = vlm_chat_ask(c3, &(vlm_request){.prompt = Q1, .max_new_tokens = 10}, img, &r1, &e);
     TH_CHECK(rc == 0 && r1.n_ids == na1 && !memcmp(r1.ids, a1, (size_t)na1 * sizeof *a1), "second chat, turn 1 differs");
@@ -242,6 +243,7 @@ static void test_multi_turn(const char *path, const photo *ph)
     TH_CHECK(vlm_chat_turns(c) == 0, "reset");
     rc = vlm_chat_ask(c, &(vlm_request){.prompt = Q1, .max_new_tokens = 10}, img, &r1, &e);
     TH_CHECK(rc == 0 && r1.n_ids == na1 && !memcmp(r1.ids, a1, (size_t)na1 * sizeof *a1), "after reset, turn 1 differs");
+done:
     vlm_chat_free(c3);
     vlm_chat_free(c2);
     vlm_chat_free(c);
