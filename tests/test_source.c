@@ -1018,6 +1018,21 @@ static void test_sharded(void)
     td_write(&td, "legacy.bin", "\x80\x02\x8a\x0a", 4);
     rc = open_code(td_file(&td, "legacy.bin"), &e);
     TH_CHECK(rc == VLM_EUNSUPPORTED && strstr(e.msg, "legacy"), "legacy torch file: %d %s", rc, e.msg);
+    /* A safetensors header of 640 bytes: its length starts with the bytes of a pickle PROTO
+     * 2 opcode (80 02), and the file is still safetensors (it was refused as legacy). */
+    char hdr640[641];
+    int hl = snprintf(hdr640, sizeof hdr640, "{\"p\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}");
+    memset(hdr640 + hl, ' ', sizeof hdr640 - 1 - (size_t)hl);
+    hdr640[640] = 0;
+    bytes st640 = {0};
+    st_build(&st640, hdr640, (const uint8_t *)"\0\0\x80\x3f", 4);
+    TH_CHECK(st640.n == 8 + 640 + 4 && st640.p[0] == 0x80 && st640.p[1] == 0x02, "640-byte header layout");
+    td_write(&td, "h640.safetensors", st640.p, st640.n);
+    s = open_ok(td_file(&td, "h640.safetensors"));
+    if (s)
+        expect_values(s, "p", 1, (const int64_t[]){1}, (const float[]){1.0f}, 1);
+    src_close(s);
+    free(st640.p);
     td_write(&td, "empty.safetensors", "", 0);
     rc = open_code(td_file(&td, "empty.safetensors"), &e);
     TH_CHECK(rc == VLM_EFORMAT && strstr(e.msg, "empty"), "empty file: %d %s", rc, e.msg);

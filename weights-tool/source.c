@@ -377,8 +377,12 @@ static int load_file(src_set *s, const char *path, const char **kept_name, vlm_e
     if (size >= 4 && memcmp(data, "PK\003\004", 4) == 0)
         return src_load_torchzip(s, data, size, name, e);
     /* torch.save before 1.6 wrote a bare pickle stream (magic number, protocol, sys info,
-     * then tensors in a legacy layout): recognisable by the PROTO opcode in front. */
-    if (size >= 2 && data[0] == 0x80 && data[1] <= 5)
+     * then tensors in a legacy layout): recognisable by the PROTO opcode in front. A
+     * safetensors header length can begin with the same two bytes (a header of 640 bytes is
+     * 80 02 00 ...; one padded header in 32 ends in 0x80), so a file whose JSON header opens
+     * at byte 8 is safetensors whatever its first bytes; a legacy stream has the magic
+     * number's bytes there, never '{'. */
+    if (size >= 2 && data[0] == 0x80 && data[1] <= 5 && !(size > 8 && data[8] == '{'))
         return vlm_fail(e, VLM_EUNSUPPORTED,
                         "%s: legacy (pre-1.6) torch.save format is not supported; re-save it with a newer torch "
                         "or convert it to safetensors", name);
