@@ -597,6 +597,32 @@ static int decode_answer(vlm_model *v, const int *gen, int n, size_t *len, vlm_e
     }
 }
 
+/* Text bytes at the end of v->text, the decoded gen[0:n], that stand for an unfinished UTF-8
+ * character: the answer's trailing byte pieces (<0xXX>) whose bytes can still become a valid
+ * character when more bytes follow. Why: tok_decode writes each such byte as U+FFFD (3 bytes),
+ * which the finished character replaces; streaming them printed replacement characters the
+ * answer does not contain, and then the rest of the longer text from a byte offset inside the
+ * finished character (invalid UTF-8). Returns 3 per unfinished byte (0 to 9). */
+static size_t unfinished_tail(const vlm_model *v, const int *gen, int n)
+{
+    /* bind_tokenizer checked tok.types: u8, one per vocabulary id; gen holds sampled ids. */
+    const wf_tensor *tt = wf_find(&v->m.wf, "tok.types");
+    const uint8_t *types = tt ? tt->data : NULL;
+    uint8_t tail[4];
+    int k = 0;
+    for (int i = n - 1; types && i >= 0 && k < 4 && types[gen[i]] == TOK_BYTE; i--) {
+        /* tok_create accepted byte pieces only as exactly <0xXX>, upper-case hex. */
+        size_t len;
+        const char *p = tok_piece(v->m.tok, gen[i], &len);
+        unsigned b = 0;
+        for (size_t j = 3; p && len == 6 && j < 5; j++)
+            b = b * 16 + (unsigned)(p[j] <= '9' ? p[j] - '0' : p[j] - 'A' + 10);
+        tail[3 - k++] = (uint8_t)b;
+    }
+    size_t stable = utf8_stable_prefix((const char *)tail + 4 - k, (size_t)k);
+    return ((size_t)k - stable) * 3;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Running a conversation.                                                                  */
 
@@ -708,12 +734,15 @@ static int run_cached(vlm_model *v, const builder *b, const vlm_request *rq, vlm
         }
         gen[n_gen++] = id;
         res->n_ids = n_gen;
-        /* Streaming text: decode the whole answer and emit what is new and complete. */
+        /* Streaming text: decode the whole answer and emit what is new and complete; an
+         * unfinished character is held back, unless this is the answer's last token (length or
+         * context reached), so that the pieces add up to the answer's text. */
         size_t len = 0;
         rc = decode_answer(v, gen, n_gen, &len, err);
         if (rc)
             return rc;
-        size_t stable = utf8_stable_prefix(v->text, len);
+        int last = n_gen >= max_new || m->n_past >= ctx;
+        size_t stable = last ? len : len - unfinished_tail(v, gen, n_gen);
         if (rq->on_token) {
             char saved = v->text[stable];
             v->text[stable] = 0;
