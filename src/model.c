@@ -687,7 +687,8 @@ static int check_range(const char *path, const char *what, uint32_t v, uint32_t 
     return 0;
 }
 
-static int check_config(const char *path, const wf_config *c, vlm_error *e)
+/* See model.h. */
+int model_check_config(const char *path, const wf_config *c, vlm_error *e)
 {
     int rc = 0;
 #define RANGE(f, lo, hi) \
@@ -966,7 +967,7 @@ int model_open(const char *path, int n_threads, const char *isa, model *m, vlm_e
     m->cfg = m->wf.cfg;
     m->kv_type = WT_F16;
     const wf_config *c = &m->cfg;
-    rc = check_config(path, c, e);
+    rc = model_check_config(path, c, e);
     if (rc)
         goto fail;
     kernels_init(isa, &m->kt);

@@ -111,6 +111,12 @@ typedef struct model {
     size_t qbuf_blocks;
 } model;
 
+/* 0 if the runtime accepts configuration c (bounds, head and grid arithmetic, projector grid,
+ * eps and theta ranges), else VLM_EFORMAT with a message that starts with path and names the
+ * field and its value. model_open applies it to every file; the converter applies it before
+ * writing one, so that it never writes a file the runtime refuses. */
+int model_check_config(const char *path, const wf_config *c, vlm_error *e);
+
 /* Opens and validates a .vlm file, binds every tensor with its exact type and shape from the
  * configuration, builds the tokenizer and the thread pool (n_threads >= 1).
  * isa: NULL or a kernel level cap (see kernels_init). */

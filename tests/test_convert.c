@@ -1,5 +1,6 @@
 /* test_convert.c: weights-tool's converter on directories it must refuse (unknown
- * architecture, unsupported projector, missing tokenizer, missing tensors, no CLIP directory)
+ * architecture, unsupported projector, missing tokenizer, missing tensors, no CLIP directory,
+ * head sizes, biases, vision shapes and preprocessing settings the runtime does not implement)
  * with a clear message, and on the real fixtures with every quantization (types as planned:
  * matrices quantized, rows not a multiple of 32 in f16, norms and biases f32). */
 #include <stdio.h>
@@ -41,6 +42,26 @@ static const char *make_dir(const char *name, const char *config, int with_token
         }
     }
     return dir;
+}
+
+/* A CLIP directory tmpdir/name holding only config.json and, unless NULL, preprocessor_config.json
+ * (tiny-v2 carries its own tower, so no weights are read from it). */
+static void make_clip(const char *name, const char *config, const char *preprocessor)
+{
+    char dir[700], path[800];
+    snprintf(dir, sizeof dir, "%s/%s", tmpdir, name);
+    mkdir(dir, 0755);
+    const char *files[2] = {"config.json", "preprocessor_config.json"};
+    const char *text[2] = {config, preprocessor};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        remove(path);
+        FILE *f = text[i] ? fopen(path, "w") : NULL;
+        if (f) {
+            fputs(text[i], f);
+            fclose(f);
+        }
+    }
 }
 
 static void expect_refusal(const char *what, const char *dir, const char *want)
@@ -123,10 +144,77 @@ int main(void)
                             1, "fixtures/tiny-v2/model.safetensors"),
                    "rope_scaling");
     const char *v2 = "{\"mm_projector_type\": \"ldpnetv2\", \"mm_vision_tower\": \"nowhere/clip-missing\","
+                     " \"image_aspect_ratio\": \"pad\","
                      " \"hidden_size\": 64, \"intermediate_size\": 256, \"num_hidden_layers\": 2,"
                      " \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"vocab_size\": 32000}";
     expect_refusal("no CLIP directory", make_dir("noclip", v2, 1, "fixtures/tiny-v2/model.safetensors"),
                    "cannot find the CLIP directory");
+
+    /* Settings the runtime does not implement are refused here, naming the file and the value,
+     * rather than converted into a file that computes something else or that the runtime
+     * refuses at load. LLM: head_dim beyond the kernels, a head_dim key that disagrees,
+     * biases, rope_theta out of range. */
+    const char *llm_bad[][2] = {
+        {"\"hidden_size\": 512, \"num_attention_heads\": 1, \"num_key_value_heads\": 1", "head_dim 512"},
+        {"\"hidden_size\": 30, \"num_attention_heads\": 2, \"num_key_value_heads\": 1", "head_dim 15"},
+        {"\"hidden_size\": 64, \"num_attention_heads\": 4, \"head_dim\": 32", "head_dim must equal"},
+        {"\"hidden_size\": 64, \"num_attention_heads\": 4, \"attention_bias\": true", "\"attention_bias\""},
+        {"\"hidden_size\": 64, \"num_attention_heads\": 4, \"mlp_bias\": true", "\"mlp_bias\""},
+        {"\"hidden_size\": 64, \"num_attention_heads\": 4, \"rope_theta\": 5e9", "rope_theta 5e+09"},
+    };
+    for (size_t i = 0; i < sizeof llm_bad / sizeof llm_bad[0]; i++) {
+        char cfg[600], name[32];
+        snprintf(cfg, sizeof cfg,
+                 "{\"architectures\": [\"LlamaForCausalLM\"], \"intermediate_size\": 256, \"num_hidden_layers\": 2, "
+                 "\"vocab_size\": 32000, %s}", llm_bad[i][0]);
+        snprintf(name, sizeof name, "llmbad%zu", i);
+        expect_refusal(llm_bad[i][1], make_dir(name, cfg, 1, "fixtures/tiny-v2/model.safetensors"), llm_bad[i][1]);
+    }
+    /* Vision: tiny-v2's LLM and tower with a CLIP directory of this test's making. */
+    const char *v2t = "{\"mm_projector_type\": \"ldpnetv2\", \"mm_vision_tower\": \"x/clip-t\", %s"
+                      " \"hidden_size\": 64, \"intermediate_size\": 256, \"num_hidden_layers\": 2,"
+                      " \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"vocab_size\": 32000}";
+    const char *clip = "{\"hidden_size\": 64, \"intermediate_size\": 256, \"num_hidden_layers\": 3,"
+                       " \"num_attention_heads\": %d, \"image_size\": %d, \"patch_size\": 14}";
+    static const struct {
+        const char *cfg_extra;
+        int heads, image;
+        const char *preprocessor, *want;
+    } vis_bad[] = {
+        {"", 4, 112, NULL, "image_aspect_ratio absent"},
+        {"\"image_aspect_ratio\": \"pad\",", 5, 112, NULL, "num_attention_heads 5"},
+        {"\"image_aspect_ratio\": \"pad\",", 4, 14, NULL, "patch grid below 2 x 2"},
+        {"\"image_aspect_ratio\": \"pad\",", 4, 112, "{\"size\": 128, \"crop_size\": 112}", "size 128 differs"},
+        {"\"image_aspect_ratio\": \"pad\",", 4, 112, "{\"crop_size\": {\"height\": 96, \"width\": 96}}",
+         "crop_size 96 differs"},
+        {"\"image_aspect_ratio\": \"pad\",", 4, 112, "{\"size\": {\"shortest_edge\": 112}, \"resample\": 2}",
+         "resample must be 3"},
+        {"\"image_aspect_ratio\": \"pad\",", 4, 112, "{\"do_normalize\": false}", "do_normalize must be true"},
+        {"\"image_aspect_ratio\": \"pad\",", 4, 112, "{\"rescale_factor\": 1.0}", "rescale_factor"},
+    };
+    for (size_t i = 0; i < sizeof vis_bad / sizeof vis_bad[0]; i++) {
+        char cfg[800], ccfg[400], name[32];
+        snprintf(cfg, sizeof cfg, v2t, vis_bad[i].cfg_extra);
+        snprintf(ccfg, sizeof ccfg, clip, vis_bad[i].heads, vis_bad[i].image);
+        make_clip("clip-t", ccfg, vis_bad[i].preprocessor);
+        snprintf(name, sizeof name, "visbad%zu", i);
+        expect_refusal(vis_bad[i].want, make_dir(name, cfg, 1, "fixtures/tiny-v2/model.safetensors"), vis_bad[i].want);
+    }
+    /* The same directory with the object forms of size and crop_size converts. */
+    {
+        char cfg[800], ccfg[400], vout[800];
+        snprintf(cfg, sizeof cfg, v2t, "\"image_aspect_ratio\": \"pad\",");
+        snprintf(ccfg, sizeof ccfg, clip, 4, 112);
+        make_clip("clip-t", ccfg,
+                  "{\"size\": {\"shortest_edge\": 112}, \"crop_size\": {\"height\": 112, \"width\": 112},"
+                  " \"resample\": 3, \"do_resize\": true, \"rescale_factor\": 0.00392156862745098}");
+        snprintf(vout, sizeof vout, "%s/visgood.vlm", tmpdir);
+        convert_opts vo = {.model_dir = make_dir("visgood", cfg, 1, "fixtures/tiny-v2/model.safetensors"),
+                           .out_path = vout, .quant = WT_F32, .vision_quant = -1};
+        vlm_error ve;
+        TH_CHECK(convert_model(&vo, &ve) == 0, "tiny-v2 with object-form preprocessor sizes: %s", ve.msg);
+        remove(vout);
+    }
 
     /* The LLaMA view of tiny-v2's checkpoint converts (extra tensors are ignored). */
     char out[800];

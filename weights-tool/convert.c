@@ -11,6 +11,7 @@
 
 #include "json.h"
 #include "kernels.h"
+#include "model.h"
 #include "plan.h"
 #include "spm.h"
 #include "tokenizer.h"
@@ -89,10 +90,32 @@ static int read_llm_config(const json_value *j, const char *file, wf_config *c, 
     const char *act = json_get_str(j, "hidden_act");
     if (act && strcmp(act, "silu"))
         return vlm_fail(e, VLM_EUNSUPPORTED, "%s: hidden_act \"%s\" is not supported (only silu)", file, act);
-    if (c->dim % c->n_heads || c->n_heads % c->n_kv_heads)
+    if (c->dim % c->n_heads || c->n_heads % c->n_kv_heads || c->n_kv_heads > c->n_heads)
         return vlm_fail(e, VLM_EFORMAT, "%s: hidden_size %u, heads %u, kv heads %u are inconsistent", file, c->dim,
                         c->n_heads, c->n_kv_heads);
     c->head_dim = c->dim / c->n_heads;
+    /* Newer configs may state head_dim; the runtime derives it from hidden_size / heads. */
+    int64_t hd;
+    if (json_get(j, "head_dim") && (!json_get_int(j, "head_dim", 0, 1 << 20, &hd) || hd != c->head_dim))
+        return vlm_fail(e, VLM_EUNSUPPORTED, "%s: head_dim must equal hidden_size / num_attention_heads = %u / %u = %u",
+                        file, c->dim, c->n_heads, c->head_dim);
+    /* Rotary embeddings rotate pairs, and the attention kernels hold one head in 256 floats. */
+    if (c->head_dim % 2 || c->head_dim > 256)
+        return vlm_fail(e, VLM_EUNSUPPORTED,
+                        "%s: head_dim %u (hidden_size %u / num_attention_heads %u) is not supported: it must be even "
+                        "and at most 256",
+                        file, c->head_dim, c->dim, c->n_heads);
+    if (!(c->rms_eps > 0 && c->rms_eps < 1))
+        return vlm_fail(e, VLM_EFORMAT, "%s: rms_norm_eps %g is not in (0, 1)", file, c->rms_eps);
+    if (!(c->rope_theta > 1 && c->rope_theta < 1e9))
+        return vlm_fail(e, VLM_EUNSUPPORTED, "%s: rope_theta %g is not in (1, 1e9)", file, c->rope_theta);
+    /* LLaMA variants with biases (attention_bias, mlp_bias) would have them ignored. */
+    static const char *const biases[] = {"attention_bias", "mlp_bias"};
+    for (int i = 0; i < 2; i++) {
+        int on = 0;
+        if (json_get(j, biases[i]) && (!json_get_bool(j, biases[i], &on) || on))
+            return vlm_fail(e, VLM_EUNSUPPORTED, "%s: \"%s\" is not supported (LLaMA has no biases)", file, biases[i]);
+    }
     return 0;
 }
 
@@ -121,10 +144,72 @@ static int find_vision_dir(const convert_opts *o, const char *tower, char *out, 
     return is_dir(out);
 }
 
+/* A size entry of preprocessor_config.json: an integer, or an object whose keys (of those in
+ * keys, all present ones) hold the same integer. 1 and *out set; 0 if absent; -1 if malformed
+ * or the keys disagree. */
+static int pp_size(const json_value *pj, const char *key, const char *const *keys, int n_keys, int64_t *out)
+{
+    const json_value *v = json_get(pj, key);
+    if (!v)
+        return 0;
+    if (v->type != JSON_OBJECT)
+        return json_get_int(pj, key, 1, 1 << 20, out) ? 1 : -1;
+    int found = 0;
+    for (int i = 0; i < n_keys; i++) {
+        int64_t x;
+        if (!json_get(v, keys[i]))
+            continue;
+        if (!json_get_int(v, keys[i], 1, 1 << 20, &x) || (found && x != *out))
+            return -1;
+        *out = x;
+        found = 1;
+    }
+    return found ? 1 : -1;
+}
+
+/* The CLIP preprocessing this runtime implements (src/preprocess.c): resize the shortest side
+ * to image_size with Pillow's bicubic filter, centre crop image_size, x / 255, (x - mean) / std.
+ * Any other setting in preprocessor_config.json would be ignored and give different pixels,
+ * so it is refused: a size or crop_size (integer, {"shortest_edge"}, {"height","width"})
+ * other than image_size, resample other than 3 (bicubic), a rescale_factor other than 1/255,
+ * a do_resize / do_center_crop / do_rescale / do_normalize that is false. */
+static int check_preprocessor(const json_value *pj, const char *path, uint32_t image_size, vlm_error *e)
+{
+    static const char *const size_keys[] = {"shortest_edge", "height", "width"};
+    static const char *const crop_keys[] = {"height", "width"};
+    const char *names[2] = {"size", "crop_size"};
+    for (int k = 0; k < 2; k++) {
+        int64_t v = 0;
+        int got = k ? pp_size(pj, names[k], crop_keys, 2, &v) : pp_size(pj, names[k], size_keys, 3, &v);
+        if (got < 0)
+            return vlm_fail(e, VLM_EFORMAT, "%s: \"%s\" must be an integer or an object of equal integers", path,
+                            names[k]);
+        if (got && v != image_size)
+            return vlm_fail(e, VLM_EUNSUPPORTED, "%s: %s %lld differs from the tower's image_size %u", path, names[k],
+                            (long long)v, image_size);
+    }
+    int64_t resample;
+    if (json_get(pj, "resample") && (!json_get_int(pj, "resample", 0, 16, &resample) || resample != 3))
+        return vlm_fail(e, VLM_EUNSUPPORTED, "%s: resample must be 3 (bicubic), the only filter implemented", path);
+    double f;
+    if (json_get(pj, "rescale_factor") &&
+        (!json_get_num(pj, "rescale_factor", &f) || !(f > 0.99999 / 255 && f < 1.00001 / 255)))
+        return vlm_fail(e, VLM_EUNSUPPORTED, "%s: rescale_factor must be 1/255", path);
+    static const char *const flags[] = {"do_resize", "do_center_crop", "do_rescale", "do_normalize"};
+    for (int i = 0; i < 4; i++) {
+        int on = 1;
+        if (json_get(pj, flags[i]) && (!json_get_bool(pj, flags[i], &on) || !on))
+            return vlm_fail(e, VLM_EUNSUPPORTED, "%s: %s must be true (the preprocessing always does it)", path,
+                            flags[i]);
+    }
+    return 0;
+}
+
 static int read_vision_config(const convert_opts *o, const json_value *cfgj, conv_state *st, wf_config *c,
                               const char **vision_prefix, vlm_error *e)
 {
-    const char *file = "config.json";
+    char file[4200];
+    snprintf(file, sizeof file, "%s/config.json", o->model_dir);
     const char *tower = json_get_str(cfgj, "mm_vision_tower");
     const char *feature = json_get_str(cfgj, "mm_vision_select_feature");
     if (feature && strcmp(feature, "patch"))
@@ -133,9 +218,12 @@ static int read_vision_config(const convert_opts *o, const json_value *cfgj, con
     int64_t select = -2;
     if (json_get(cfgj, "mm_vision_select_layer") && !json_get_int(cfgj, "mm_vision_select_layer", -1024, 1024, &select))
         return vlm_fail(e, VLM_EFORMAT, "%s: mm_vision_select_layer must be an integer", file);
+    /* Upstream pads to a square only for "pad"; without the key it resizes and crops, which
+     * this runtime does not implement (every released MobileVLM config says "pad"). */
     const char *aspect = json_get_str(cfgj, "image_aspect_ratio");
-    if (aspect && strcmp(aspect, "pad"))
-        return vlm_fail(e, VLM_EUNSUPPORTED, "%s: image_aspect_ratio \"%s\" is not supported (only pad)", file, aspect);
+    if (!aspect || strcmp(aspect, "pad"))
+        return vlm_fail(e, VLM_EUNSUPPORTED, "%s: image_aspect_ratio %s%s%s is not supported (only \"pad\")", file,
+                        aspect ? "\"" : "", aspect ? aspect : "absent", aspect ? "\"" : "");
 
     char dir[4096];
     if (!find_vision_dir(o, tower, dir, sizeof dir))
@@ -175,6 +263,15 @@ static int read_vision_config(const convert_opts *o, const json_value *cfgj, con
     if (c->v_image_size % c->v_patch_size)
         return vlm_fail(e, VLM_EFORMAT, "%s: image_size %u is not a multiple of patch_size %u", path, c->v_image_size,
                         c->v_patch_size);
+    if (c->v_image_size / c->v_patch_size < 2)
+        return vlm_fail(e, VLM_EUNSUPPORTED, "%s: image_size %u / patch_size %u gives a patch grid below 2 x 2", path,
+                        c->v_image_size, c->v_patch_size);
+    if (c->v_dim % c->v_heads || c->v_dim / c->v_heads > 256)
+        return vlm_fail(e, VLM_EUNSUPPORTED,
+                        "%s: hidden_size %u with num_attention_heads %u: heads must divide it into at most 256 each",
+                        path, c->v_dim, c->v_heads);
+    if (!(c->v_ln_eps > 0 && c->v_ln_eps < 1))
+        return vlm_fail(e, VLM_EFORMAT, "%s: layer_norm_eps %g is not in (0, 1)", path, c->v_ln_eps);
 
     /* Normalization constants; CLIP's when the preprocessor file is absent. */
     static const float clip_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
@@ -204,10 +301,8 @@ static int read_vision_config(const convert_opts *o, const json_value *cfgj, con
                     dst[k][i] = (float)a->items[i]->number;
             }
         }
-        int64_t crop;
-        if (!rc && json_get_int(pj, "crop_size", 1, 4096, &crop) && (uint32_t)crop != c->v_image_size)
-            rc = vlm_fail(e, VLM_EUNSUPPORTED, "%s: crop_size %lld differs from the tower's image_size %u", path,
-                          (long long)crop, c->v_image_size);
+        if (!rc)
+            rc = check_preprocessor(pj, path, c->v_image_size, e);
         json_free(pd);
         if (rc)
             return rc;
@@ -324,6 +419,11 @@ int convert_model(const convert_opts *o, vlm_error *e)
             else
                 c.se_dim = (uint32_t)fc1->shape[0];
         }
+    }
+    /* The runtime's own checks, on the configuration as the file will carry it. */
+    if (!rc) {
+        snprintf(path, sizeof path, "%s/config.json", o->model_dir);
+        rc = model_check_config(path, &c, e);
     }
     int vq = o->vision_quant >= 0 ? o->vision_quant : o->quant == WT_Q4 ? WT_Q8 : o->quant;
     if (!rc)
