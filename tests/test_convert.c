@@ -1,6 +1,7 @@
 /* test_convert.c: weights-tool's converter on directories it must refuse (unknown
  * architecture, unsupported projector, missing tokenizer, missing tensors, no CLIP directory,
- * head sizes, biases, vision shapes and preprocessing settings the runtime does not implement)
+ * head sizes, biases, a BOS id other than the tokenizer's, vision shapes and preprocessing
+ * settings the runtime does not implement)
  * with a clear message, and on the real fixtures with every quantization (types as planned:
  * matrices quantized, rows not a multiple of 32 in f16, norms and biases f32). */
 #include <stdio.h>
@@ -153,7 +154,7 @@ int main(void)
     /* Settings the runtime does not implement are refused here, naming the file and the value,
      * rather than converted into a file that computes something else or that the runtime
      * refuses at load. LLM: head_dim beyond the kernels, a head_dim key that disagrees,
-     * biases, rope_theta out of range. */
+     * biases, rope_theta out of range, a bos_token_id that is not the tokenizer's. */
     const char *llm_bad[][2] = {
         {"\"hidden_size\": 512, \"num_attention_heads\": 1, \"num_key_value_heads\": 1", "head_dim 512"},
         {"\"hidden_size\": 30, \"num_attention_heads\": 2, \"num_key_value_heads\": 1", "head_dim 15"},
@@ -161,6 +162,7 @@ int main(void)
         {"\"hidden_size\": 64, \"num_attention_heads\": 4, \"attention_bias\": true", "\"attention_bias\""},
         {"\"hidden_size\": 64, \"num_attention_heads\": 4, \"mlp_bias\": true", "\"mlp_bias\""},
         {"\"hidden_size\": 64, \"num_attention_heads\": 4, \"rope_theta\": 5e9", "rope_theta 5e+09"},
+        {"\"hidden_size\": 64, \"num_attention_heads\": 4, \"bos_token_id\": 0", "bos_token_id 0"},
     };
     for (size_t i = 0; i < sizeof llm_bad / sizeof llm_bad[0]; i++) {
         char cfg[600], name[32];

@@ -397,6 +397,11 @@ int convert_model(const convert_opts *o, vlm_error *e)
         rc = vlm_fail(e, VLM_EFORMAT, "%s: %d pieces, but config vocab_size is %u", path, sp.n_pieces, c.vocab_size);
     if (!rc && (sp.unk_id < 0 || sp.unk_id >= sp.n_pieces))
         rc = vlm_fail(e, VLM_EFORMAT, "%s: unk id %d out of range", path, sp.unk_id);
+    /* The runtime starts every prompt with the config's bos_token_id; upstream's tokenizer adds
+     * its own BOS (tokenizer.model's). Where they differ the prompt would start differently. */
+    if (!rc && sp.bos_id >= 0 && sp.bos_id < sp.n_pieces && (uint32_t)sp.bos_id != c.bos_id)
+        rc = vlm_fail(e, VLM_EUNSUPPORTED, "%s: BOS id %d differs from config.json bos_token_id %u", path, sp.bos_id,
+                      c.bos_id);
     if (!rc) {
         c.unk_id = (uint32_t)sp.unk_id;
         c.tok_flags = (sp.add_dummy_prefix ? TOK_ADD_DUMMY_PREFIX : 0) | (sp.byte_fallback ? TOK_BYTE_FALLBACK : 0) |
