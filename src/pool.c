@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 enum { POOL_STACK_BYTES = 4 << 20 }; /* worker stack: 20x what the kernels need, address space only */
@@ -287,7 +288,7 @@ static int read_per_cpu(const char *root, const char *leaf, const unsigned char 
         if (read_sysfs(root, rel, buf, sizeof buf))
             return -1;
         values[c] = strtol(buf, &end, 10);
-        if (end == buf || *end || values[c] <= 0)
+        if (end == buf || *end || values[c] <= 0 || values[c] > (1L << 40)) /* x 100 must not overflow */
             return -1;
     }
     return 0;
@@ -343,12 +344,14 @@ int pool_fast_cpus(const char *root, int n, unsigned char *fast)
      * phone beside a prime core at 82-95%. */
     if (!count && !read_per_cpu(root, "cpufreq/cpuinfo_max_freq", online, n, values))
         count = keep_fastest(values, online, n, 80, fast);
+    if (!count)
+        memset(fast, 0, (size_t)n);
     return count;
 }
 
 int pool_default_threads(void)
 {
-    static unsigned char fast[POOL_MAX_CPUS];
+    unsigned char fast[POOL_MAX_CPUS];
     int n_fast = pool_fast_cpus("", POOL_MAX_CPUS, fast);
     cpu_set_t set;
     int have_set = sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0;

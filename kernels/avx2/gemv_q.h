@@ -1,8 +1,8 @@
 /* gemv_q.h (avx2; included through gemm_q.h, and by kernels/avx512/gemm.c, with GEMV_VNNI 1
  * for vpdpbusd block dots, else GEMV_VNNI 0 for maddubs): the m = 1 path of gemm_q8/q4 (at
- * AVX-512 only q8 uses it). Blocks go in steps of 8: 8 exact int32 block dots reduced by an hadd tree to one vector
- * (q8: lane q = block q; q4: a fixed permutation, see gemv_row_q4), converted once, times the 8
- * scale products in one FMA. One element = over super-chunks of SC blocks in order: an 8-lane
+ * AVX-512 only q8 uses it). Blocks go in steps of 8: 8 exact int32 block dots reduced by an
+ * hadd tree to one vector (q8: lane q = block q; q4: a fixed permutation, see gemv_row_q4),
+ * converted once, times the 8 scale products in one FMA. One element = over super-chunks of SC blocks in order: an 8-lane
  * accumulator over its steps, hsum8, summed in C; bias last. */
 #ifndef VLM_GEMV_Q_H
 #define VLM_GEMV_Q_H

@@ -1,5 +1,5 @@
-/* evex.c (avx2vnni): the avx2vnni level on AVX-512 VNNI CPUs without AVX-VNNI (Ice Lake,
- * Sapphire Rapids before it, Zen 4): vex.c's source, gemm_q.h, built with -mavx512vl
+/* evex.c (avx2vnni): the avx2vnni level on AVX-512 VNNI CPUs without AVX-VNNI (Cascade Lake,
+ * Ice Lake, Tiger Lake, Zen 4): vex.c's source, gemm_q.h, built with -mavx512vl
  * -mavx512vnni so that each 256-bit vpdpbusd is EVEX-encoded (same operation, same results).
  * Those CPUs run the AVX-512 level for speed; this build is how the level's code is tested and
  * measured where AVX-VNNI is missing (make test on a Zen 4 checks it against the reference
