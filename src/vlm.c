@@ -346,7 +346,10 @@ static int build(vlm_model *v, const vlm_chat *c, const char *q, int has_image, 
         return rc;
     }
     /* conv "v1" (sep " ", sep2 "</s>"): system + " ", then per turn "USER: " [+ "<image>\n"]
-     * + question + " ASSISTANT: " + answer + "</s>", the last one ending at "ASSISTANT:".
+     * + question + " " and "ASSISTANT: " + answer + "</s>", the last one ending at "ASSISTANT:".
+     * get_prompt() writes an empty message like the pending one (`if message:` is false for
+     * ""): the role and ":" without the space and the separator, so an empty question without
+     * an image gives "USER:ASSISTANT:" and an empty answer "ASSISTANT:USER: ...".
      * Upstream splits the whole string at each <image> and encodes every chunk on its own. */
     sbuf sb = {0};
     rc = sb_add(&sb, system_prompt, err);
@@ -354,21 +357,34 @@ static int build(vlm_model *v, const vlm_chat *c, const char *q, int has_image, 
         rc = sb_add(&sb, " ", err);
     for (int t = 0; t <= n_turns && !rc; t++) {
         const turn *tu = t < n_turns ? &c->turns[t] : NULL;
-        rc = sb_add(&sb, "USER: ", err);
+        const char *question = tu ? tu->question : q;
         int img = tu ? tu->image != NULL : has_image;
-        if (!rc && img) {
-            image_ref r = tu ? (image_ref){tu->image, tu->image_id} : pending_img ? *pending_img : (image_ref){0};
-            rc = sb_flush(b, &sb, &r, err);
+        if (!img && !*question) {
+            rc = sb_add(&sb, "USER:", err);
+        } else {
+            rc = sb_add(&sb, "USER: ", err);
+            if (!rc && img) {
+                image_ref r = tu ? (image_ref){tu->image, tu->image_id} : pending_img ? *pending_img : (image_ref){0};
+                rc = sb_flush(b, &sb, &r, err);
+                if (!rc)
+                    rc = sb_add(&sb, "\n", err);
+            }
             if (!rc)
-                rc = sb_add(&sb, "\n", err);
+                rc = sb_add(&sb, question, err);
+            if (!rc)
+                rc = sb_add(&sb, " ", err);
         }
+        if (rc)
+            break;
+        const char *answer = tu && tu->answer ? tu->answer : "";
+        if (!*answer) { /* the pending turn's cue, or an empty (stripped) answer */
+            rc = sb_add(&sb, "ASSISTANT:", err);
+            continue;
+        }
+        rc = sb_add(&sb, "ASSISTANT: ", err);
         if (!rc)
-            rc = sb_add(&sb, tu ? tu->question : q, err);
+            rc = sb_add(&sb, answer, err);
         if (!rc)
-            rc = sb_add(&sb, tu ? " ASSISTANT: " : " ASSISTANT:", err);
-        if (!rc && tu)
-            rc = sb_add(&sb, tu->answer ? tu->answer : "", err);
-        if (!rc && tu)
             rc = sb_add(&sb, "</s>", err);
     }
     if (!rc)
@@ -862,6 +878,38 @@ static char *dup_str(const char *s)
     return d;
 }
 
+/* Byte length (1..3) of the character at s[0:n] when it is one Python's str.isspace()
+ * accepts (what str.strip() removes: ASCII \t..\r, \x1c..\x1f and space, U+0085, U+00A0,
+ * U+1680, U+2000..U+200A, U+2028, U+2029, U+202F, U+205F, U+3000), else 0. Reads at most n
+ * bytes, so any bytes are safe. */
+static size_t py_space_at(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    if (n >= 1 && (s[0] == ' ' || (s[0] >= '\t' && s[0] <= '\r') || (s[0] >= 0x1c && s[0] <= 0x1f)))
+        return 1;
+    if (n >= 2 && s[0] == 0xc2 && (s[1] == 0x85 || s[1] == 0xa0))
+        return 2;
+    if (n < 3)
+        return 0;
+    if ((s[0] == 0xe1 && s[1] == 0x9a && s[2] == 0x80) || (s[0] == 0xe3 && s[1] == 0x80 && s[2] == 0x80) ||
+        (s[0] == 0xe2 && s[1] == 0x81 && s[2] == 0x9f))
+        return 3;
+    if (s[0] == 0xe2 && s[1] == 0x80 && ((s[2] >= 0x80 && s[2] <= 0x8a) || s[2] == 0xa8 || s[2] == 0xa9 || s[2] == 0xaf))
+        return 3;
+    return 0;
+}
+
+/* Byte length of the str.isspace() character that ends s[0:n], or 0 (see py_space_at). The
+ * candidates of 1, 2 and 3 bytes cannot overlap: a space's last byte is ASCII or a
+ * continuation byte, and only one lead byte can start each. */
+static size_t py_space_before(const char *s, size_t n)
+{
+    for (size_t k = 1; k <= 3 && k <= n; k++)
+        if (py_space_at(s + n - k, k) == k)
+            return k;
+    return 0;
+}
+
 /* Checks that img may be used with the chat's model. */
 static int check_image(const vlm_chat *c, const vlm_image_embed *img, vlm_error *err)
 {
@@ -892,13 +940,16 @@ static int push_turn(vlm_chat *c, const char *q, const vlm_image_embed *img, con
         bad = !t.image;
     }
     if (answer_text && !bad) {
-        /* upstream keeps outputs.strip() as the assistant's message */
+        /* upstream keeps outputs.strip() as the assistant's message: Python strips every
+         * character str.isspace() accepts, not only ASCII whitespace */
         const char *s = answer_text;
-        while (*s == ' ' || (*s >= '\t' && *s <= '\r'))
-            s++;
-        size_t len = strlen(s);
-        while (len && (s[len - 1] == ' ' || (s[len - 1] >= '\t' && s[len - 1] <= '\r')))
-            len--;
+        size_t len = strlen(s), k;
+        while ((k = py_space_at(s, len)) != 0) {
+            s += k;
+            len -= k;
+        }
+        while ((k = py_space_before(s, len)) != 0)
+            len -= k;
         if ((t.answer = malloc(len + 1)) != NULL) {
             memcpy(t.answer, s, len);
             t.answer[len] = 0;
