@@ -14,6 +14,7 @@
 #include "model.h"
 #include "pool.h"
 #include "preprocess.h"
+#include "sample.h"
 #include "util.h"
 #include "vlm.h"
 
@@ -510,82 +511,7 @@ void vlm_image_embed_free(vlm_image_embed *img)
 const vlm_image_info *vlm_image_embed_info(const vlm_image_embed *img) { return &img->info; }
 
 /* ---------------------------------------------------------------------------------------- */
-/* Sampling.                                                                                */
-
-typedef struct rng {
-    uint64_t s;
-} rng;
-
-/* xorshift64: a uniform float in [0, 1) with 24 bits. */
-static float rng_uniform(rng *r)
-{
-    r->s ^= r->s << 13;
-    r->s ^= r->s >> 7;
-    r->s ^= r->s << 17;
-    return (float)((r->s >> 40) * (1.0 / 16777216.0));
-}
-
-/* Stable merge sort of ord[0:n] by descending p (ties keep the lower id first). */
-static void sort_by_prob(int *ord, int *tmp, int n, const float *p)
-{
-    for (int w = 1; w < n; w *= 2) {
-        for (int lo = 0; lo < n; lo += 2 * w) {
-            int mid = lo + w < n ? lo + w : n;
-            int hi = lo + 2 * w < n ? lo + 2 * w : n;
-            int i = lo, j = mid, k = lo;
-            while (i < mid && j < hi)
-                tmp[k++] = p[ord[j]] > p[ord[i]] ? ord[j++] : ord[i++];
-            while (i < mid)
-                tmp[k++] = ord[i++];
-            while (j < hi)
-                tmp[k++] = ord[j++];
-        }
-        memcpy(ord, tmp, (size_t)n * sizeof *ord);
-    }
-}
-
-/* Greedy (first maximum) at temperature 0; else temperature, top-k, top-p, then a draw. */
-static int sample(vlm_model *v, const vlm_request *rq, rng *r)
-{
-    int n = v->info.vocab_size;
-    const float *lg = v->logits;
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (lg[i] > lg[best])
-            best = i;
-    if (!(rq->temperature > 0))
-        return best;
-    float *p = v->probs;
-    double sum = 0;
-    for (int i = 0; i < n; i++) {
-        p[i] = expf((lg[i] - lg[best]) / rq->temperature);
-        sum += p[i];
-    }
-    for (int i = 0; i < n; i++)
-        p[i] = (float)(p[i] / sum);
-    int *ord = v->order;
-    for (int i = 0; i < n; i++)
-        ord[i] = i;
-    /* Sorting all candidates is simple and costs ~1 ms at 32000; fine next to a forward pass. */
-    sort_by_prob(ord, v->order_tmp, n, p);
-    int keep = rq->top_k > 0 && rq->top_k < n ? rq->top_k : n;
-    float top_p = rq->top_p > 0 && rq->top_p < 1 ? rq->top_p : 1.0f;
-    double cum = 0;
-    int k = 0;
-    while (k < keep) {
-        cum += p[ord[k++]];
-        if (cum >= top_p)
-            break;
-    }
-    double x = rng_uniform(r) * cum;
-    double acc = 0;
-    for (int i = 0; i < k; i++) {
-        acc += p[ord[i]];
-        if (x < acc)
-            return ord[i];
-    }
-    return ord[k - 1];
-}
+/* The answer's text (sampling is in sample.c).                                            */
 
 static int ensure_text(vlm_model *v, size_t need, vlm_error *err)
 {
@@ -733,7 +659,7 @@ static int run_cached(vlm_model *v, const builder *b, const vlm_request *rq, vlm
         memcpy(rq->logits_out, v->logits, c->vocab_size * sizeof(float));
 
     /* Generation: each sampled id is fed back unless the answer ends with it. */
-    rng r = {rq->seed ? rq->seed : 0x2545f4914f6cdd1dull};
+    sample_rng r = sample_rng_seed(rq->seed);
     int *gen = v->gen;
     size_t emitted = 0;
     int n_gen = 0, cancelled = 0;
@@ -742,7 +668,11 @@ static int run_cached(vlm_model *v, const builder *b, const vlm_request *rq, vlm
     res->ids = gen;
     res->text = v->text;
     for (;;) {
-        int id = sample(v, rq, &r);
+        int id;
+        rc = sample_next(v->logits, (int)c->vocab_size, rq->temperature, rq->top_k, rq->top_p, v->probs, v->order,
+                         v->order_tmp, &r, &id, err);
+        if (rc)
+            return rc;
         if (!rq->ignore_eos && (id == (int)c->eos_id || id == (int)c->bos_id)) {
             res->stop_reason = VLM_STOP_EOS;
             res->stopped_by_eos = 1;
@@ -798,8 +728,12 @@ static int run_cached(vlm_model *v, const builder *b, const vlm_request *rq, vlm
 /* run_cached with the cache marked in use, so that callbacks cannot change it underneath. */
 static int run(vlm_model *v, const builder *b, const vlm_request *rq, vlm_result *res, vlm_error *err)
 {
+    /* Before anything changes: bad settings must leave the cache and the chat as they were. */
+    int rc = sample_check(rq->temperature, rq->top_k, rq->top_p, err);
+    if (rc)
+        return rc;
     v->generating = 1;
-    int rc = run_cached(v, b, rq, res, err);
+    rc = run_cached(v, b, rq, res, err);
     v->generating = 0;
     return rc;
 }
