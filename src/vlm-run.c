@@ -3,10 +3,14 @@
  * pipe): the photo is encoded once and every turn computes only its new tokens. Answers
  * stream to stdout, or come as one JSON object per answer with --json. Errors are one line on
  * stderr; exit codes: 0 ok, 1 an error (in batch and chat modes: any answer failed), 2 usage. */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,6 +61,9 @@ static void usage(FILE *f)
             "environment: VLM_ISA=ref|avx2|avx512|neon|dot caps the kernel level\n");
 }
 
+/* The largest -t: more threads than this only add synchronisation on any CPU we run on. */
+enum { MAX_THREADS = 256 };
+
 /* --kv-cache names, indexed by VLM_KV_*. */
 static const char *const kv_names[] = {[VLM_KV_F16] = "f16", [VLM_KV_F32] = "f32", [VLM_KV_Q8] = "q8"};
 
@@ -90,6 +97,8 @@ typedef struct app {
     double img_decode_ms;  /* for the next answer's figures */
     int tty_err;           /* progress lines on stderr */
     int progress_shown;
+    int streamed;          /* some text of the current answer is on stdout */
+    int out_errno;         /* errno of the first failed write to stdout (0: none) */
     float *logits;         /* (vocab) for --logits-out */
     vlm_result last;       /* counts and timings (ids/text not kept) */
     int have_last, turn;
@@ -122,13 +131,29 @@ static void on_progress(void *ctx, const char *stage, int done, int total)
     status(a, msg);
 }
 
+/* Flushes stdout; -1 (and a->out_errno set) if it cannot be written: closed, full disk, or a
+ * reader gone while SIGPIPE is ignored. Without this check answers were lost with exit code 0,
+ * and a chat fed from a pipe went on generating for a reader that had left. */
+static int flush_out(app *a)
+{
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return 0;
+    if (!a->out_errno)
+        a->out_errno = errno ? errno : EIO;
+    return -1;
+}
+
+/* on_token: streams the answer (text mode); cancels the answer when stdout fails. */
 static int print_piece(void *ctx, int id, const char *text)
 {
     app *a = ctx;
     (void)id;
     if (!a->o.json) {
         fputs(text, stdout);
-        fflush(stdout);
+        if (*text)
+            a->streamed = 1;
+        if (flush_out(a))
+            return -1;
     }
     return 0;
 }
@@ -223,14 +248,37 @@ static void print_stats(const app *a, FILE *f)
             ru.ru_maxrss / 1024.0);
 }
 
+/* 0 if path names a regular file; else fills e (VLM_EIO) with the path, what it was meant to be
+ * and what it is. Checked before opening because open() of a FIFO without a writer blocks for
+ * ever (the model and image readers open without O_NONBLOCK), and because the model reader's
+ * own message does not say why a file cannot be opened. */
+static int regular_file(const char *path, const char *what, vlm_error *e)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return vlm_fail(e, VLM_EIO, "%s: cannot open the %s: %s", path, what, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return vlm_fail(e, VLM_EIO, "%s: the %s is not a regular file but a %s", path, what,
+                        S_ISDIR(st.st_mode)    ? "directory"
+                        : S_ISFIFO(st.st_mode) ? "FIFO"
+                        : S_ISCHR(st.st_mode)  ? "character device"
+                        : S_ISBLK(st.st_mode)  ? "block device"
+                        : S_ISSOCK(st.st_mode) ? "socket"
+                                               : "special file");
+    return 0;
+}
+
 /* Decodes and encodes a photo; on success it becomes the conversation's photo (a new
  * conversation starts). */
 static int load_image(app *a, const char *path, vlm_error *e)
 {
+    int rc = regular_file(path, "photo", e);
+    if (rc)
+        return rc;
     status(a, "[decoding the photo...]");
     double t0 = now_ms();
     vlm_image im = {0};
-    int rc = image_decode_file(path, a->o.exif, NULL, &im, e);
+    rc = image_decode_file(path, a->o.exif, NULL, &im, e);
     double t1 = now_ms();
     vlm_image_embed *emb = NULL;
     if (!rc) {
@@ -268,12 +316,16 @@ static int ask(app *a, const char *question, vlm_error *e)
     rq.logits_out = a->logits;
     vlm_result r;
     const vlm_image_embed *img = a->img_pending ? a->img : NULL;
+    a->streamed = 0;
     int rc = vlm_chat_ask(a->chat, &rq, img, &r, e);
     status(a, NULL);
     if (rc) {
-        if (!a->o.json)
+        /* end a partly streamed answer's line (only then: no stray empty line) */
+        if (a->streamed)
             fputc('\n', stdout);
-        fflush(stdout);
+        flush_out(a);
+        if (a->out_errno)
+            rc = vlm_fail(e, VLM_EIO, "stdout: cannot write the answer: %s", strerror(a->out_errno));
         return rc;
     }
     const vlm_image_info *ii = img ? vlm_image_embed_info(img) : NULL;
@@ -310,7 +362,11 @@ static int ask(app *a, const char *question, vlm_error *e)
             fputc('\n', stdout);
         }
     }
-    fflush(stdout);
+    if (flush_out(a))
+        return vlm_fail(e, VLM_EIO, "stdout: cannot write the answer: %s", strerror(a->out_errno));
+    if (r.stop_reason == VLM_STOP_CONTEXT)
+        fprintf(stderr, "vlm-run: the answer stopped: the context of %d positions is full%s\n",
+                vlm_get_info(a->m)->context_length, a->o.chat ? " (/reset starts a new conversation)" : "");
     if (a->o.logits_path) {
         int64_t shape[1] = {vlm_get_info(a->m)->vocab_size};
         rc = npy_write_f32(a->o.logits_path, a->logits, 1, shape, e);
@@ -330,18 +386,27 @@ static int chat_loop(app *a)
     if (interactive)
         fprintf(stderr, "chat with %s%s%s: type a question, /help for commands\n", a->o.model_path,
                 a->img_name ? " about " : "", a->img_name ? a->img_name : "");
+    /* /stats and /help go where they cannot break --json's one object per line */
+    FILE *info = a->o.json ? stderr : stdout;
     char *line = NULL;
     size_t cap = 0;
-    for (;;) {
+    for (int lineno = 1; !a->out_errno; lineno++) {
         if (interactive) {
             fputs("> ", stdout);
-            fflush(stdout);
+            if (flush_out(a))
+                break;
         }
         ssize_t len = getline(&line, &cap, stdin);
         if (len < 0)
             break;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             line[--len] = 0;
+        if (memchr(line, 0, (size_t)len)) {
+            /* a C string would end there: the question asked would silently lose its end */
+            fprintf(stderr, "vlm-run: stdin line %d: a NUL byte in the question (not asked)\n", lineno);
+            failed++;
+            continue;
+        }
         char *s = line;
         while (*s == ' ' || *s == '\t')
             s++;
@@ -350,6 +415,8 @@ static int chat_loop(app *a)
         if (*s != '/') {
             if (ask(a, s, &e)) {
                 fprintf(stderr, "vlm-run: %s\n", e.msg);
+                if (e.code == VLM_ERANGE && vlm_chat_turns(a->chat) > 0)
+                    fprintf(stderr, "vlm-run: the conversation so far fills the context: /reset starts a new one\n");
                 failed++;
             }
             continue;
@@ -359,6 +426,8 @@ static int chat_loop(app *a)
             *arg++ = 0;
         while (*arg == ' ' || *arg == '\t')
             arg++;
+        for (size_t n = strlen(arg); n > 0 && (arg[n - 1] == ' ' || arg[n - 1] == '\t');)
+            arg[--n] = 0;
         if (!strcmp(s, "/quit") || !strcmp(s, "/exit"))
             break;
         else if (!strcmp(s, "/reset")) {
@@ -366,9 +435,9 @@ static int chat_loop(app *a)
             a->img_pending = a->img != NULL;
             fprintf(stderr, "(new conversation)\n");
         } else if (!strcmp(s, "/stats"))
-            print_stats(a, stdout);
+            print_stats(a, info);
         else if (!strcmp(s, "/help"))
-            usage(stdout);
+            usage(info);
         else if (!strcmp(s, "/image")) {
             if (!vlm_get_info(a->m)->has_vision) {
                 fprintf(stderr, "vlm-run: this is a text-only model: it cannot take an image\n");
@@ -383,10 +452,57 @@ static int chat_loop(app *a)
             }
         } else
             fprintf(stderr, "vlm-run: unknown command %s (/help lists them)\n", s);
-        fflush(stdout);
+        flush_out(a);
     }
     free(line);
     return failed;
+}
+
+/* Option values are parsed strictly: atoi/atof read "abc" as 0 and "4x" as 4 and wrap on
+ * overflow, which turned a typo into greedy decoding, an unlimited answer or one thread. */
+
+/* *out = v as a decimal integer in lo..hi (all of v, no overflow); else prints an error naming
+ * the option and the value and returns -1. */
+static int parse_int(const char *opt, const char *v, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end || errno == ERANGE || x < lo || x > hi) {
+        fprintf(stderr, "vlm-run: %s takes an integer in %ld..%ld, not '%s'\n", opt, lo, hi, v);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+/* *out = v as a number in lo..hi that stays finite as a float (NaN, inf and 1e39 refused); else
+ * prints an error naming the option and the value and returns -1. */
+static int parse_float(const char *opt, const char *v, double lo, double hi, float *out)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || !isfinite((float)x) || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "vlm-run: %s takes a number in %g..%g, not '%s'\n", opt, lo, hi, v);
+        return -1;
+    }
+    *out = (float)x;
+    return 0;
+}
+
+/* *out = v as an unsigned 64-bit decimal (strtoull would wrap "-1" silently); else prints an
+ * error naming the value and returns -1. */
+static int parse_seed(const char *v, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (end == v || *end || errno == ERANGE || strchr(v, '-')) {
+        fprintf(stderr, "vlm-run: --seed takes an integer in 0..%llu, not '%s'\n", (unsigned long long)UINT64_MAX, v);
+        return -1;
+    }
+    *out = (uint64_t)x;
+    return 0;
 }
 
 /* Parses argv into o; returns 0, or the exit code (0 for --help/--version after printing). */
@@ -394,7 +510,10 @@ static int parse(int argc, char **argv, options *o, int *exit_now)
 {
     *exit_now = 0;
     o->exif = IMAGE_EXIF_APPLY;
+    /* the default too stays within -t's range (a machine may have more CPUs) */
     o->threads = vlm_default_threads();
+    if (o->threads > MAX_THREADS)
+        o->threads = MAX_THREADS;
     o->kv_cache = VLM_KV_F16;
     o->rq = (vlm_request){.top_p = 1.0f, .max_new_tokens = 256};
     o->images = calloc((size_t)argc, sizeof *o->images);
@@ -412,19 +531,25 @@ static int parse(int argc, char **argv, options *o, int *exit_now)
             o->images[o->n_images++] = v;
         else if (!strcmp(a, "-p") && v)
             o->prompt = v;
-        else if (!strcmp(a, "-n") && v)
-            o->rq.max_new_tokens = atoi(v);
-        else if (!strcmp(a, "-t") && v)
-            o->threads = atoi(v);
-        else if (!strcmp(a, "--temp") && v)
-            o->rq.temperature = (float)atof(v);
-        else if (!strcmp(a, "--top-k") && v)
-            o->rq.top_k = atoi(v);
-        else if (!strcmp(a, "--top-p") && v)
-            o->rq.top_p = (float)atof(v);
-        else if (!strcmp(a, "--seed") && v)
-            o->rq.seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--logits-out") && v)
+        else if (!strcmp(a, "-n") && v) {
+            if (parse_int(a, v, 0, INT_MAX, &o->rq.max_new_tokens))
+                return 2;
+        } else if (!strcmp(a, "-t") && v) {
+            if (parse_int(a, v, 1, MAX_THREADS, &o->threads))
+                return 2;
+        } else if (!strcmp(a, "--temp") && v) {
+            if (parse_float(a, v, 0, HUGE_VAL, &o->rq.temperature))
+                return 2;
+        } else if (!strcmp(a, "--top-k") && v) {
+            if (parse_int(a, v, 0, INT_MAX, &o->rq.top_k))
+                return 2;
+        } else if (!strcmp(a, "--top-p") && v) {
+            if (parse_float(a, v, 0, 1, &o->rq.top_p))
+                return 2;
+        } else if (!strcmp(a, "--seed") && v) {
+            if (parse_seed(v, &o->rq.seed))
+                return 2;
+        } else if (!strcmp(a, "--logits-out") && v)
             o->logits_path = v;
         else if (!strcmp(a, "--dump-rgb") && v)
             o->dump_path = v;
@@ -473,10 +598,6 @@ static int parse(int argc, char **argv, options *o, int *exit_now)
         }
         i += takes;
     }
-    if (o->threads < 1 || o->threads > 256 || o->rq.max_new_tokens < 0 || !(o->rq.temperature >= 0)) {
-        fprintf(stderr, "vlm-run: -t must be 1..256, -n >= 0, --temp >= 0\n");
-        return 2;
-    }
     if (!o->prompt)
         o->chat = 1;
     if (o->chat && o->n_images > 1) {
@@ -503,7 +624,8 @@ int main(int argc, char **argv)
         if (!o->n_images) {
             fprintf(stderr, "vlm-run: --dump-rgb needs -i IMAGE\n");
             rc = 2;
-        } else if (image_decode_file(o->images[0], o->exif, NULL, &img, &e) || image_write_ppm(o->dump_path, &img, &e)) {
+        } else if (regular_file(o->images[0], "photo", &e) || image_decode_file(o->images[0], o->exif, NULL, &img, &e) ||
+                   image_write_ppm(o->dump_path, &img, &e)) {
             fprintf(stderr, "vlm-run: %s\n", e.msg);
             rc = 1;
         }
@@ -518,18 +640,23 @@ int main(int argc, char **argv)
     }
     status(&a, "[loading the model...]");
     double t0 = now_ms();
-    rc = vlm_open(o->model_path, o->threads, &a.m, &e);
+    rc = regular_file(o->model_path, "model", &e);
+    if (!rc)
+        rc = vlm_open(o->model_path, o->threads, &a.m, &e);
     double t_load = now_ms() - t0;
     status(&a, NULL);
     if (!rc)
         rc = vlm_set_kv_cache(a.m, o->kv_cache, &e);
     if (!rc)
         rc = vlm_chat_new(a.m, &a.chat, &e);
+    /* (not rc = -1 for this one: that is VLM_EIO, and every unreadable model was reported as
+     * "out of memory") */
     if (!rc && o->logits_path &&
         !(a.logits = malloc((size_t)vlm_get_info(a.m)->vocab_size * sizeof *a.logits)))
-        rc = -1;
+        rc = vlm_fail(&e, VLM_ENOMEM, "out of memory for the --logits-out buffer (%d floats)",
+                      vlm_get_info(a.m)->vocab_size);
     if (rc) {
-        fprintf(stderr, "vlm-run: %s\n", rc == -1 ? "out of memory" : e.msg);
+        fprintf(stderr, "vlm-run: %s\n", e.msg);
         vlm_close(a.m);
         free(o->images);
         return 1;
@@ -570,7 +697,14 @@ int main(int argc, char **argv)
                 fprintf(stderr, "vlm-run: %s\n", e.msg);
                 failed++;
             }
+            if (a.out_errno)
+                break; /* nobody reads the other answers */
         }
+    }
+    /* what was printed outside ask() ("== photo" lines, /stats) must have reached stdout too */
+    if (!a.out_errno && flush_out(&a)) {
+        fprintf(stderr, "vlm-run: stdout: cannot write: %s\n", strerror(a.out_errno));
+        failed++;
     }
     free(a.img_name);
     vlm_image_embed_free(a.img);

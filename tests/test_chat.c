@@ -175,7 +175,8 @@ int main(int argc, char **argv)
         return th_report("test_chat");
     fprintf(q, "What is in the image?\n/stats\n\nAnd the colours?\r\n/stats\n/reset\nHello\n/quit\nnot asked\n");
     fclose(q);
-    snprintf(cmd, sizeof cmd, "%s -m %s -i %s -n 8 -t 2 --json", vlmrun, model, img);
+    /* with --json, /stats writes to stderr (stdout stays JSON lines): merged into out here */
+    snprintf(cmd, sizeof cmd, "{ %s -m %s -i %s -n 8 -t 2 --json 2>&1; }", vlmrun, model, img);
     st = run(cmd, qfile, out, sizeof out);
     TH_CHECK(st == 0, "chat exit status %d", st);
     char line[4096], stats[512];
