@@ -323,6 +323,13 @@ static int build(vlm_model *v, const vlm_chat *c, const char *q, int has_image, 
 {
     const wf_config *cfg = &v->m.cfg;
     *b = (builder){v, 0, 0, 0};
+    /* Every question and tokenization passes here. From an on_token or on_progress callback it
+     * would rewrite the conversation, the KV cache and the answer the running call is still
+     * using: the outer answer came back mixed with the inner one and the chat's turns wrong. */
+    if (v->generating)
+        return vlm_fail(err, VLM_EARG,
+                        "the model is generating: a question or tokenization cannot be started from "
+                        "its callback");
     if (has_image && cfg->chat_template == TEMPLATE_NONE)
         return vlm_fail(err, VLM_EARG, "this is a text-only model: it cannot take an image");
     if (has_image && cfg->arch == ARCH_LLAMA)
