@@ -440,7 +440,7 @@ static int chat_loop(app *a)
             usage(info);
         else if (!strcmp(s, "/image")) {
             if (!vlm_get_info(a->m)->has_vision) {
-                fprintf(stderr, "vlm-run: this is a text-only model: it cannot take an image\n");
+                fprintf(stderr, "vlm-run: %s is a text-only model: it cannot take an image\n", a->o.model_path);
                 failed++;
             } else if (!*arg) {
                 fprintf(stderr, "vlm-run: /image needs a file name\n");

@@ -213,6 +213,12 @@ int main(int argc, char **argv)
     TH_CHECK(strstr(out, "\"stop\":\"context\"") && strstr(err, "context of 512 positions is full") &&
                  strstr(err, "fills the context: /reset"),
              "full context chat: stderr '%s'", err);
+    /* /image with a text-only model names the model */
+    len = snprintf(q, sizeof q, "/image %s\n", img);
+    TH_CHECK(write_file(qfile, q, (size_t)len) == 0, "cannot write %s", qfile);
+    snprintf(args, sizeof args, "-m %s", stories);
+    st = run(args, qfile, NULL);
+    TH_CHECK(st == 1 && strstr(err, stories) && strstr(err, "text-only"), "/image, text-only model: %d '%s'", st, err);
     snprintf(args, sizeof args, "-m %s -n 0 --ignore-eos -p Once", stories);
     st = run(args, NULL, NULL);
     TH_CHECK(st == 0 && strstr(err, "context of 512 positions is full") && !strstr(err, "/reset"),
