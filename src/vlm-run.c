@@ -396,9 +396,16 @@ static int chat_loop(app *a)
             if (flush_out(a))
                 break;
         }
+        errno = 0;
         ssize_t len = getline(&line, &cap, stdin);
-        if (len < 0)
+        if (len < 0) {
+            /* a read error is not the end of the questions: it ended a chat with exit code 0 */
+            if (ferror(stdin)) {
+                fprintf(stderr, "vlm-run: stdin: cannot read the questions: %s\n", strerror(errno ? errno : EIO));
+                failed++;
+            }
             break;
+        }
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             line[--len] = 0;
         if (memchr(line, 0, (size_t)len)) {

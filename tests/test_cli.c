@@ -213,6 +213,11 @@ int main(int argc, char **argv)
     TH_CHECK(strstr(out, "\"stop\":\"context\"") && strstr(err, "context of 512 positions is full") &&
                  strstr(err, "fills the context: /reset"),
              "full context chat: stderr '%s'", err);
+    /* stdin that cannot be read (a directory) is an error, not the end of the questions */
+    snprintf(args, sizeof args, "-m %s", stories);
+    st = run(args, dir, NULL);
+    TH_CHECK(st == 1 && strstr(err, "stdin"), "directory as stdin: %d '%s'", st, err);
+
     /* /image with a text-only model names the model */
     len = snprintf(q, sizeof q, "/image %s\n", img);
     TH_CHECK(write_file(qfile, q, (size_t)len) == 0, "cannot write %s", qfile);
