@@ -13,4 +13,13 @@
  * `return vlm_fail(e, VLM_EFORMAT, "%s: ...", path);`. */
 int vlm_fail(vlm_error *e, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+struct stat;
+
+/* Opens path read-only for a reader that needs a regular file (what: "model file", "photo",
+ * ...): a descriptor >= 0 with *st filled, or VLM_EIO (< 0) with e naming the path, what was
+ * expected and the reason or what the path is instead (a directory, a FIFO, ...). The open is
+ * non-blocking: a FIFO nobody writes to would otherwise block the caller for ever; on a
+ * regular file the flag changes nothing. */
+int open_regular(const char *path, const char *what, struct stat *st, vlm_error *e);
+
 #endif

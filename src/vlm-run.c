@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -248,37 +247,14 @@ static void print_stats(const app *a, FILE *f)
             ru.ru_maxrss / 1024.0);
 }
 
-/* 0 if path names a regular file; else fills e (VLM_EIO) with the path, what it was meant to be
- * and what it is. Checked before opening because open() of a FIFO without a writer blocks for
- * ever (the model and image readers open without O_NONBLOCK), and because the model reader's
- * own message does not say why a file cannot be opened. */
-static int regular_file(const char *path, const char *what, vlm_error *e)
-{
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return vlm_fail(e, VLM_EIO, "%s: cannot open the %s: %s", path, what, strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return vlm_fail(e, VLM_EIO, "%s: the %s is not a regular file but a %s", path, what,
-                        S_ISDIR(st.st_mode)    ? "directory"
-                        : S_ISFIFO(st.st_mode) ? "FIFO"
-                        : S_ISCHR(st.st_mode)  ? "character device"
-                        : S_ISBLK(st.st_mode)  ? "block device"
-                        : S_ISSOCK(st.st_mode) ? "socket"
-                                               : "special file");
-    return 0;
-}
-
 /* Decodes and encodes a photo; on success it becomes the conversation's photo (a new
  * conversation starts). */
 static int load_image(app *a, const char *path, vlm_error *e)
 {
-    int rc = regular_file(path, "photo", e);
-    if (rc)
-        return rc;
     status(a, "[decoding the photo...]");
     double t0 = now_ms();
     vlm_image im = {0};
-    rc = image_decode_file(path, a->o.exif, NULL, &im, e);
+    int rc = image_decode_file(path, a->o.exif, NULL, &im, e);
     double t1 = now_ms();
     vlm_image_embed *emb = NULL;
     if (!rc) {
@@ -631,7 +607,7 @@ int main(int argc, char **argv)
         if (!o->n_images) {
             fprintf(stderr, "vlm-run: --dump-rgb needs -i IMAGE\n");
             rc = 2;
-        } else if (regular_file(o->images[0], "photo", &e) || image_decode_file(o->images[0], o->exif, NULL, &img, &e) ||
+        } else if (image_decode_file(o->images[0], o->exif, NULL, &img, &e) ||
                    image_write_ppm(o->dump_path, &img, &e)) {
             fprintf(stderr, "vlm-run: %s\n", e.msg);
             rc = 1;
@@ -647,9 +623,7 @@ int main(int argc, char **argv)
     }
     status(&a, "[loading the model...]");
     double t0 = now_ms();
-    rc = regular_file(o->model_path, "model", &e);
-    if (!rc)
-        rc = vlm_open(o->model_path, o->threads, &a.m, &e);
+    rc = vlm_open(o->model_path, o->threads, &a.m, &e);
     double t_load = now_ms() - t0;
     status(&a, NULL);
     if (!rc)

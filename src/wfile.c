@@ -219,13 +219,13 @@ static int validate(wfile *wf, vlm_error *e)
 int wf_open(const char *path, wfile *wf, vlm_error *e)
 {
     memset(wf, 0, sizeof *wf);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return vlm_fail(e, VLM_EIO, "%s: cannot open model file", path);
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0) {
+    int fd = open_regular(path, "model file", &st, e);
+    if (fd < 0)
+        return fd;
+    if (st.st_size <= 0) {
         close(fd);
-        return vlm_fail(e, VLM_EIO, "%s: not a regular non-empty file", path);
+        return vlm_fail(e, VLM_EFORMAT, "%s: the model file is empty", path);
     }
     if ((uint64_t)st.st_size > SIZE_MAX) {
         close(fd);

@@ -324,19 +324,10 @@ int src_read_f32(const src_tensor *t, float *out, vlm_error *e)
 static int map_file(src_set *s, const char *path, const uint8_t **data, size_t *size, const char **name,
                     vlm_error *e)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return vlm_fail(e, VLM_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int err = errno;
-        close(fd);
-        return vlm_fail(e, VLM_EIO, "%s: cannot stat: %s", path, strerror(err));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return vlm_fail(e, VLM_EIO, "%s: not a regular file", path);
-    }
+    int fd = open_regular(path, "checkpoint file", &st, e);
+    if (fd < 0)
+        return fd;
     if (st.st_size <= 0) {
         close(fd);
         return vlm_fail(e, VLM_EFORMAT, "%s: empty file", path);

@@ -75,19 +75,10 @@ int image_decode_file(const char *path, int exif, const image_limits *lim, vlm_i
     if (!out || !path)
         return vlm_fail(e, VLM_EARG, "image_decode_file: NULL argument");
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return vlm_fail(e, VLM_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int err = errno;
-        close(fd);
-        return vlm_fail(e, VLM_EIO, "%s: cannot stat: %s", path, strerror(err));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return vlm_fail(e, VLM_EIO, "%s: not a regular file", path);
-    }
+    int fd = open_regular(path, "photo", &st, e);
+    if (fd < 0)
+        return fd;
     if (st.st_size < 0 || (uint64_t)st.st_size > IMAGE_MAX_FILE_BYTES) {
         close(fd);
         return vlm_fail(e, VLM_ERANGE, "%s: file size %lld exceeds the 1 GiB limit", path,
