@@ -28,6 +28,10 @@ static void test_detection(void)
     TH_CHECK(rc == VLM_EFORMAT && strstr(e.msg, "starts with ff d8"), "2 bytes: %d %s", rc, e.msg);
     rc = image_decode_buffer(gif, sizeof gif, "x", 0, NULL, NULL, &e);
     TH_CHECK(rc == VLM_EARG, "NULL out: %d", rc);
+    /* PngSuite's xcrn0g04: the signature's CR LF altered as a text-mode transfer does. */
+    const uint8_t crlf[12] = {0x89, 'P', 'N', 'G', 0x0d, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0};
+    rc = image_decode_buffer(crlf, sizeof crlf, "x.png", 0, NULL, &img, &e);
+    TH_CHECK(rc == VLM_EFORMAT && strstr(e.msg, "x.png: damaged PNG signature"), "damaged PNG: %d %s", rc, e.msg);
 
     /* Each format reaches its decoder; PNM and PNG results equal the direct decoders'. */
     const char *files[3] = {"images/png/pngsuite/basn3p08.png", "images/ppm/testorig.pgm",

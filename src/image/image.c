@@ -55,6 +55,9 @@ int image_decode_buffer(const uint8_t *buf, size_t len, const char *name, int ex
     } else {
         if (len == 0)
             return vlm_fail(e, VLM_EFORMAT, "%s: empty file, not a JPEG, PNG or PNM image", name);
+        /* "\x89PNG" then a damaged line-ending check (the bytes a text-mode transfer alters). */
+        if (len >= 4 && memcmp(buf, PNG_MAGIC, 4) == 0)
+            return vlm_fail(e, VLM_EFORMAT, "%s: damaged PNG signature (bytes 4-7 should be 0d 0a 1a 0a)", name);
         char head[16] = ""; /* up to 4 bytes as "xx xx xx xx" */
         size_t n = len < 4 ? len : 4, off = 0;
         for (size_t i = 0; i < n; i++)
