@@ -9,7 +9,8 @@
  *  - top_k 0 and top_p 0 or 1 mean off (the zero-initialised vlm_request samples the whole
  *    vocabulary); transformers' top_p 0 keeps one token, and its GenerationConfig turns
  *    top_k 50 on unless the caller passes top_k=0 (the MobileVLM generation_config.json sets
- *    nothing, so upstream's scripts/inference.py samples with top_k 50).
+ *    nothing, so upstream's scripts/inference.py samples with top_k 50; vlm-run defaults to 50
+ *    for that reason, the API to what the caller sets).
  *  - Tokens tied in probability at the top-p boundary: the lower ids are kept; transformers'
  *    choice follows torch.sort's unspecified order of equal values.
  *  - The logit maximum is subtracted before dividing by the temperature, so huge logits or a

@@ -43,7 +43,8 @@ static void usage(FILE *f)
             "                     q8 (int8, an f16 scale per 32 values: 0.53 of f16's bytes, less exact;\n"
             "                     needs a head size divisible by 32)\n"
             "  --temp X           temperature (default 0 = greedy)\n"
-            "  --top-k N          keep the N most likely tokens (default 0 = off)\n"
+            "  --top-k N          keep the N most likely tokens when sampling (default 50, as\n"
+            "                     transformers' generate; 0 = off)\n"
             "  --top-p X          nucleus sampling threshold (default 1 = off)\n"
             "  --seed N           sampling seed\n"
             "  --ignore-eos       do not stop at EOS\n"
@@ -498,7 +499,8 @@ static int parse(int argc, char **argv, options *o, int *exit_now)
     if (o->threads > MAX_THREADS)
         o->threads = MAX_THREADS;
     o->kv_cache = VLM_KV_F16;
-    o->rq = (vlm_request){.top_p = 1.0f, .max_new_tokens = 256};
+    /* top_k 50: transformers' default, which upstream's inference script samples with. */
+    o->rq = (vlm_request){.top_k = 50, .top_p = 1.0f, .max_new_tokens = 256};
     o->images = calloc((size_t)argc, sizeof *o->images);
     if (!o->images) {
         fprintf(stderr, "vlm-run: out of memory\n");
