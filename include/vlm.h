@@ -109,9 +109,10 @@ typedef struct vlm_request {
     int image_width, image_height;
     int max_new_tokens;          /* <= 0: until EOS or the end of the context */
     int ignore_eos;
-    float temperature;           /* 0: greedy (argmax) */
-    int top_k;                   /* 0: off */
-    float top_p;                 /* 1 (or 0): off */
+    float temperature;           /* 0: greedy (argmax); finite and >= 0, else VLM_EARG */
+    int top_k;                   /* 0: off (transformers' default is 50); >= 0, else VLM_EARG */
+    float top_p;                 /* 1 (or 0): off; in [0, 1], else VLM_EARG. A NaN logit while
+                                    sampling or choosing greedily is VLM_ERANGE */
     uint64_t seed;
     vlm_token_fn on_token;
     void *ctx;
@@ -193,7 +194,7 @@ typedef struct vlm_chat vlm_chat;
 
 int vlm_chat_new(vlm_model *m, vlm_chat **out, vlm_error *err);
 void vlm_chat_free(vlm_chat *c);
-/* Forgets the turns: the next question starts a new conversation. */
+/* Forgets the turns: the next question starts a new conversation. NULL: nothing. */
 void vlm_chat_reset(vlm_chat *c);
 int vlm_chat_turns(const vlm_chat *c);
 

@@ -794,6 +794,8 @@ static void turn_free(turn *t)
 
 void vlm_chat_reset(vlm_chat *c)
 {
+    if (!c)
+        return;
     for (int i = 0; i < c->n; i++)
         turn_free(&c->turns[i]);
     c->n = 0;
