@@ -248,6 +248,27 @@ static void print_stats(const app *a, FILE *f)
             ru.ru_maxrss / 1024.0);
 }
 
+/* --json: a question that got no answer still gets its line, so that a script reading one
+ * object per question stays in step: {"image", "question", "error"} (question null when the
+ * photo itself failed). */
+static void json_error(app *a, const char *image, const char *question, const vlm_error *e)
+{
+    printf("{\"image\":");
+    if (image)
+        json_str(stdout, image);
+    else
+        printf("null");
+    printf(",\"question\":");
+    if (question)
+        json_str(stdout, question);
+    else
+        printf("null");
+    printf(",\"error\":");
+    json_str(stdout, e->msg);
+    printf("}\n");
+    flush_out(a);
+}
+
 /* Decodes and encodes a photo; on success it becomes the conversation's photo (a new
  * conversation starts). */
 static int load_image(app *a, const char *path, vlm_error *e)
@@ -302,7 +323,9 @@ static int ask(app *a, const char *question, vlm_error *e)
             fputc('\n', stdout);
         flush_out(a);
         if (a->out_errno)
-            rc = vlm_fail(e, VLM_EIO, "stdout: cannot write the answer: %s", strerror(a->out_errno));
+            return vlm_fail(e, VLM_EIO, "stdout: cannot write the answer: %s", strerror(a->out_errno));
+        if (a->o.json)
+            json_error(a, a->img_name, question, e);
         return rc;
     }
     const vlm_image_info *ii = img ? vlm_image_embed_info(img) : NULL;
@@ -669,6 +692,8 @@ int main(int argc, char **argv)
             if (o->n_images) {
                 if (load_image(&a, o->images[i], &e)) {
                     fprintf(stderr, "vlm-run: %s\n", e.msg);
+                    if (o->json)
+                        json_error(&a, o->images[i], NULL, &e);
                     failed++;
                     continue;
                 }

@@ -200,16 +200,27 @@ int main(int argc, char **argv)
     TH_CHECK(strstr(out, "\"question\":\"second\"") && strstr(out, "\"turn\":1,\"question\":\"second\""),
              "/image with trailing spaces did not start a new conversation: '%s'", out);
 
+    /* --json batch: a photo that cannot be read still gets its line, with the error. */
+    snprintf(args, sizeof args, "-m %s -i %s -i %s.missing -p hi -n 4 --json", model, img, img);
+    st = run(args, NULL, NULL);
+    TH_CHECK(st == 1 && json_lines_only(out, &n_lines) && n_lines == 2 &&
+                 strstr(out, ".missing\",\"question\":null,\"error\":\""),
+             "--json batch with a missing photo: status %d, %d lines, '%s'", st, n_lines, out);
+
     bad_stdout(model, img, qfile);
 
     /* The context fills up: stories260K has 512 positions. The first answer stops with a
-     * note; the next question does not fit and says how to go on; after /reset it works. */
+     * note; the next question does not fit and says how to go on (and, with --json, gets an
+     * error object in its place, so the lines stay one per question); after /reset it works. */
     len = snprintf(q, sizeof q, "Once\nmore\n/reset\nOnce\n");
     TH_CHECK(write_file(qfile, q, (size_t)len) == 0, "cannot write %s", qfile);
     snprintf(args, sizeof args, "-m %s -n 0 --ignore-eos --json", stories);
     st = run(args, qfile, NULL);
-    TH_CHECK(st == 1 && json_lines_only(out, &n_lines) && n_lines == 2, "full context chat: status %d, %d lines",
+    TH_CHECK(st == 1 && json_lines_only(out, &n_lines) && n_lines == 3, "full context chat: status %d, %d lines",
              st, n_lines);
+    const char *e2 = strstr(out, "\"question\":\"more\",\"error\":\"");
+    TH_CHECK(e2 && strstr(e2, "context") && strstr(e2, "}\n{\"image\""),
+             "full context chat: the failed question's error object is missing or misplaced: '%s'", out);
     TH_CHECK(strstr(out, "\"stop\":\"context\"") && strstr(err, "context of 512 positions is full") &&
                  strstr(err, "fills the context: /reset"),
              "full context chat: stderr '%s'", err);
