@@ -58,7 +58,7 @@ static void usage(FILE *f)
             "  -h, --help         this help\n"
             "exit codes: 0 ok; 1 error (one line on stderr; with several photos or in a chat, 1 if any\n"
             "  answer failed, the others are still given); 2 usage error\n"
-            "environment: VLM_ISA=ref|avx2|avx512|neon|dot caps the kernel level\n");
+            "environment: VLM_ISA=ref|avx2|avx2vnni|avx512|gfni|neon|dot caps the kernel level\n");
 }
 
 /* The largest -t: more threads than this only add synchronisation on any CPU we run on. */
