@@ -183,6 +183,19 @@ static void test_draws(void)
     TH_CHECK(z.s != 0, "seed 0 must start a working generator");
     double u = sample_uniform(&z);
     TH_CHECK(u >= 0 && u < 1, "uniform %.17g", u);
+    /* Every answer draws its first token with the first uniform of its seed, and callers pass
+     * small seeds (1, 2, ...): those first draws must be spread over [0, 1) like any others
+     * (raw xorshift from a small state gave ~1e-9 for all of them). */
+    int low = 0;
+    double mean = 0;
+    for (uint64_t seed = 0; seed < 1000; seed++) {
+        sample_rng s = sample_rng_seed(seed);
+        double x = sample_uniform(&s);
+        low += x < 0.01;
+        mean += x / 1000;
+    }
+    TH_CHECK(low <= 30 && mean > 0.45 && mean < 0.55, "first draws of seeds 0..999: %d below 0.01, mean %.3f", low,
+             mean);
 }
 
 /* Greedy is torch.argmax: the first maximum; +inf logits share all the mass; NaN logits,
