@@ -70,16 +70,8 @@ static const char *nth_line(const char *text, const char *prefix, int k, char *b
 int main(int argc, char **argv)
 {
     (void)argc;
-    char exe[1024];
-    snprintf(exe, sizeof exe, "%s", argv[0]);
-    char *slash = strrchr(exe, '/');
-    if (slash)
-        *slash = 0;
-    else
-        snprintf(exe, sizeof exe, ".");
-    const char *wrap = getenv("VLM_RUN_WRAPPER");
     char vlmrun[1200];
-    snprintf(vlmrun, sizeof vlmrun, "%s%s%s/../vlm-run", wrap ? wrap : "", wrap ? " " : "", exe);
+    th_vlm_run_command(argv[0], vlmrun, sizeof vlmrun);
 
     static char out[1 << 16];
     char cmd[8192];

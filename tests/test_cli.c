@@ -151,15 +151,7 @@ static void bad_stdout(const char *model, const char *img, const char *qfile)
 int main(int argc, char **argv)
 {
     (void)argc;
-    char exe[1024];
-    snprintf(exe, sizeof exe, "%s", argv[0]);
-    char *slash = strrchr(exe, '/');
-    if (slash)
-        *slash = 0;
-    else
-        snprintf(exe, sizeof exe, ".");
-    const char *wrap = getenv("VLM_RUN_WRAPPER");
-    snprintf(vlmrun, sizeof vlmrun, "%s%s%s/../vlm-run", wrap ? wrap : "", wrap ? " " : "", exe);
+    th_vlm_run_command(argv[0], vlmrun, sizeof vlmrun);
     if (system("command -v timeout > /dev/null 2>&1") == 0)
         snprintf(guard, sizeof guard, "timeout 120 ");
 

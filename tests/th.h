@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int th_checks __attribute__((unused));
 static int th_failures __attribute__((unused));
@@ -31,6 +32,21 @@ static inline const char *th_data(const char *rel)
     return b;
 }
 #define TH_DATA(rel) th_data(rel)
+
+/* The shell command that runs the vlm-run built beside this test program (the directory of
+ * argv0, then ../vlm-run), behind $VLM_RUN_WRAPPER when set (qemu for cross builds). */
+__attribute__((unused)) static inline void th_vlm_run_command(const char *argv0, char *cmd, size_t cap)
+{
+    char exe[1024];
+    snprintf(exe, sizeof exe, "%s", argv0);
+    char *slash = strrchr(exe, '/');
+    if (slash)
+        *slash = 0;
+    else
+        snprintf(exe, sizeof exe, ".");
+    const char *wrap = getenv("VLM_RUN_WRAPPER");
+    snprintf(cmd, cap, "%s%s%s/../vlm-run", wrap ? wrap : "", wrap ? " " : "", exe);
+}
 
 __attribute__((unused)) static inline int th_report(const char *name)
 {
