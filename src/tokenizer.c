@@ -140,6 +140,13 @@ static int byte_piece_value(const uint8_t *s, size_t n)
     return (int)((h1 - hex) * 16 + (h2 - hex));
 }
 
+int tok_byte_value(const tokenizer *t, int id)
+{
+    if (id < 0 || id >= t->n_vocab || t->types[id] != TOK_BYTE)
+        return -1;
+    return byte_piece_value(piece_ptr(t, id), piece_len(t, id));
+}
+
 /* See tokenizer.h. Also requires exactly one UNKNOWN piece, valid UTF-8 in every non-byte
  * piece, no NaN score, byte pieces only with TOK_BYTE_FALLBACK, and no unknown flag bits. */
 int tok_create(int n_vocab, const uint8_t *text, size_t text_len, const uint32_t *offsets, const float *scores,

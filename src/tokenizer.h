@@ -31,6 +31,9 @@ int tok_n_vocab(const tokenizer *t);
 /* Piece bytes of id (not NUL-terminated); NULL if id is out of range. */
 const char *tok_piece(const tokenizer *t, int id, size_t *len);
 
+/* The byte a byte piece (<0xXX>) stands for, or -1 if id is not one (or out of range). */
+int tok_byte_value(const tokenizer *t, int id);
+
 /* Encodes text[0:len] into ids[0:*n]. VLM_ERANGE if more than cap ids would be produced. */
 int tok_encode(const tokenizer *t, const char *text, size_t len, int *ids, size_t cap, size_t *n,
                vlm_error *e);

@@ -554,20 +554,10 @@ static int decode_answer(vlm_model *v, const int *gen, int n, size_t *len, vlm_e
  * finished character (invalid UTF-8). Returns 3 per unfinished byte (0 to 9). */
 static size_t unfinished_tail(const vlm_model *v, const int *gen, int n)
 {
-    /* bind_tokenizer checked tok.types: u8, one per vocabulary id; gen holds sampled ids. */
-    const wf_tensor *tt = wf_find(&v->m.wf, "tok.types");
-    const uint8_t *types = tt ? tt->data : NULL;
     uint8_t tail[4];
     int k = 0;
-    for (int i = n - 1; types && i >= 0 && k < 4 && types[gen[i]] == TOK_BYTE; i--) {
-        /* tok_create accepted byte pieces only as exactly <0xXX>, upper-case hex. */
-        size_t len;
-        const char *p = tok_piece(v->m.tok, gen[i], &len);
-        unsigned b = 0;
-        for (size_t j = 3; p && len == 6 && j < 5; j++)
-            b = b * 16 + (unsigned)(p[j] <= '9' ? p[j] - '0' : p[j] - 'A' + 10);
+    for (int i = n - 1, b; i >= 0 && k < 4 && (b = tok_byte_value(v->m.tok, gen[i])) >= 0; i--)
         tail[3 - k++] = (uint8_t)b;
-    }
     size_t stable = utf8_stable_prefix((const char *)tail + 4 - k, (size_t)k);
     return ((size_t)k - stable) * 3;
 }
